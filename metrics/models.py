@@ -1,0 +1,1 @@
+"""Metric snapshots and feedback exports live here (metrics issue)."""
