@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import re2
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -103,10 +104,19 @@ def validate_condition_value(op: str, value) -> None:
             raise ValidationError("The operator matches needs a regular expression.")
         if len(value) > MAX_PATTERN_LENGTH:
             raise ValidationError(f"Patterns are limited to {MAX_PATTERN_LENGTH} characters.")
+        # The engine runs patterns on RE2 (linear time), which has no backreferences or lookarounds.
+        options = re2.Options()
+        options.log_errors = False
         try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValidationError(f"Not a valid regular expression: {exc}.") from exc
+            re2.compile(value, options=options)
+        except (re2.error, UnicodeError) as exc:
+            reason = exc.args[0] if exc.args else exc
+            if isinstance(reason, bytes):
+                reason = reason.decode(errors="replace")
+            raise ValidationError(
+                f"Not a regular expression the gate can run (RE2 syntax, without backreferences "
+                f"or lookarounds): {reason}."
+            ) from exc
 
 
 class GateRule(models.Model):

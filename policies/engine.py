@@ -1,0 +1,368 @@
+"""The gate: evaluates the gate rules against a submission and returns a `GateDecision`.
+
+Rules are data written by policy admins, and submissions are arbitrary JSON written
+by integrations, so the engine trusts neither: conditions run through a whitelisted
+operator table (no `eval`), regular expressions run on RE2 (linear time, no
+catastrophic backtracking), and a missing field or a type mismatch makes a
+condition false instead of raising. Compiled rules are cached per process and
+reloaded when a cheap one-query revision of the rule tables changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+from django.db.models import Count, Max
+
+from policies.models import MAX_PATTERN_LENGTH, GateRule, Match, Mode, Operator, Outcome
+from reviews.models import ItemStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_INPUT_LENGTH = 100_000  # characters of a field that `matches` searches
+MISSING = object()  # a field absent from the submission (unlike a present null)
+
+OUTCOME_RANK = {Outcome.AUTO_APPROVE: 0, Outcome.SPOT_CHECK: 1, Outcome.REVIEW: 2, Outcome.BLOCK: 3}
+STATUS_BY_OUTCOME = {
+    Outcome.BLOCK: ItemStatus.BLOCKED.value,
+    Outcome.REVIEW: ItemStatus.PENDING.value,
+    Outcome.SPOT_CHECK: ItemStatus.AUTO_APPROVED.value,
+    Outcome.AUTO_APPROVE: ItemStatus.AUTO_APPROVED.value,
+}
+RISK_RANK = {"": 0, "low": 1, "medium": 2, "high": 3}
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    outcome: str
+    status: str
+    queue_id: int | None = None
+    queue_slug: str | None = None
+    spot_check_queue_id: int | None = None
+    spot_check_queue_slug: str | None = None
+    risk_level: str = ""
+    matched_rules: list[dict] = field(default_factory=list)
+    shadow_matches: list[dict] = field(default_factory=list)
+
+
+# --- Comparing JSON values -------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    """The JSON type of a value; bool is its own kind so that True never equals 1."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return "other"
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equality between values of the same JSON kind only (recursion stops at the shallower side)."""
+    kind = _kind(a)
+    if kind != _kind(b) or kind == "other":
+        return False
+    if kind == "list":
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if kind == "object":
+        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
+    return a == b
+
+
+def _orderable(a: Any, b: Any) -> bool:
+    kind = _kind(a)
+    return kind == _kind(b) and kind in ("number", "string")
+
+
+def _is_scalar(value: Any) -> bool:
+    return _kind(value) in ("bool", "number", "string", "null")
+
+
+def _in(actual: Any, values: Any) -> bool:
+    return _is_scalar(actual) and isinstance(values, list) and any(_equal(actual, v) for v in values)
+
+
+def _not_in(actual: Any, values: Any) -> bool:
+    # Like `ne`, a type mismatch (no member of the actual's kind) is false, not true.
+    if not _is_scalar(actual) or not isinstance(values, list):
+        return False
+    comparable = [v for v in values if _kind(v) == _kind(actual)]
+    return bool(comparable) and not any(_equal(actual, v) for v in comparable)
+
+
+def _contains(actual: Any, value: Any) -> bool:
+    if _kind(actual) == "list":
+        return any(_equal(member, value) for member in actual)
+    return isinstance(actual, str) and isinstance(value, str) and value in actual
+
+
+def _contains_any(actual: Any, values: Any) -> bool:
+    if not isinstance(values, list):
+        return False
+    if _kind(actual) == "list":
+        return any(_equal(member, v) for member in actual for v in values)
+    return isinstance(actual, str) and any(isinstance(v, str) and v in actual for v in values)
+
+
+def _matches(actual: Any, pattern: Any) -> bool:
+    if pattern is None or not isinstance(actual, str):
+        return False
+    text = actual[:MAX_INPUT_LENGTH]
+    try:
+        return pattern.search(text) is not None
+    except UnicodeEncodeError:
+        # A lone surrogate must not let text slip past a pattern: search the rest of it.
+        return pattern.search(text.encode("utf-8", "replace").decode("utf-8")) is not None
+
+
+def _exists(actual: Any, value: Any) -> bool:
+    return actual is not MISSING and actual is not None
+
+
+OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    Operator.EQ: _equal,
+    Operator.NE: lambda a, v: _kind(a) == _kind(v) and not _equal(a, v),
+    Operator.LT: lambda a, v: _orderable(a, v) and a < v,
+    Operator.LTE: lambda a, v: _orderable(a, v) and a <= v,
+    Operator.GT: lambda a, v: _orderable(a, v) and a > v,
+    Operator.GTE: lambda a, v: _orderable(a, v) and a >= v,
+    Operator.IN: _in,
+    Operator.NOT_IN: _not_in,
+    Operator.CONTAINS: _contains,
+    Operator.CONTAINS_ANY: _contains_any,
+    Operator.EXISTS: _exists,
+    Operator.NOT_EXISTS: lambda a, v: not _exists(a, v),
+    Operator.MATCHES: _matches,
+}
+
+
+def compile_pattern(pattern: Any) -> Any:
+    """An RE2 regexp, or None (logged once per pattern and process) when RE2 cannot run it."""
+    if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_LENGTH:
+        logger.warning("Gate pattern refused (not a string or too long): %.80r", pattern)
+        return None
+    return _compile_re2(pattern)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_re2(pattern: str) -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options=options)
+    except (re2.error, UnicodeError) as exc:
+        logger.warning("Gate pattern %r is not valid RE2 and never matches: %s", pattern, exc)
+        return None
+
+
+# --- Compiling rules -------------------------------------------------------------------
+
+Check = Callable[[dict, str], bool]
+
+
+def resolve(submission: dict, path: tuple[str, ...], integration_slug: str) -> Any:
+    """The value at a dotted path, or MISSING; a numeric segment may index into a list."""
+    if path == ("integration",):
+        return integration_slug
+    current: Any = submission
+    for key in path:
+        if isinstance(current, dict):
+            current = current.get(key, MISSING)
+        elif isinstance(current, list) and key.isascii() and key.isdigit() and int(key) < len(current):
+            current = current[int(key)]
+        else:
+            return MISSING
+        if current is MISSING:
+            return MISSING
+    return current
+
+
+def compile_condition(field_path: Any, op: Any, value: Any) -> Check:
+    """A closure testing one condition; an unknown operator never matches."""
+    test = OPERATORS.get(op)
+    if test is None:
+        logger.warning("Gate condition with unknown operator %r never matches", op)
+        return lambda submission, integration_slug: False
+    path = tuple(str(field_path).split("."))
+    expected = compile_pattern(value) if op == Operator.MATCHES else value
+    missing_is_false = op not in (Operator.EXISTS, Operator.NOT_EXISTS)
+
+    def check(submission: dict, integration_slug: str) -> bool:
+        actual = resolve(submission, path, integration_slug)
+        if actual is MISSING and missing_is_false:
+            return False
+        try:
+            return test(actual, expected)
+        except Exception:  # user data must never break the gate (e.g. recursion limits)
+            logger.exception("Gate condition %s %s failed on a submission", field_path, op)
+            return False
+
+    return check
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    priority: int
+    name: str
+    rule_id: int | None
+    outcome: str
+    enforced: bool
+    match_any: bool
+    sample_rate: float
+    risk_level: str
+    queue_id: int | None
+    queue_slug: str | None
+    snapshot: dict
+    checks: tuple[Check, ...]
+
+    def matches(self, submission: dict, integration_slug: str) -> bool:
+        if not self.checks:
+            return True
+        results = (check(submission, integration_slug) for check in self.checks)
+        return any(results) if self.match_any else all(results)
+
+    def samples_in(self, item_id: str) -> bool:
+        """Deterministic per (item, rule), so a retried submission gets the same answer."""
+        if self.sample_rate >= 1:
+            return True
+        digest = hashlib.sha256(f"{item_id}:{self.rule_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.sample_rate
+
+
+def compile_rule(rule: GateRule, conditions: Iterable[Any]) -> CompiledRule:
+    """Conditions are GateCondition objects or dicts with field, op and value."""
+    checks = []
+    for condition in conditions:
+        if isinstance(condition, dict):
+            parts = (condition.get("field"), condition.get("op"), condition.get("value"))
+        else:
+            parts = (condition.field, condition.op, condition.value)
+        checks.append(compile_condition(*parts))
+    return CompiledRule(
+        priority=rule.priority,
+        name=rule.name,
+        rule_id=rule.pk,
+        outcome=rule.outcome,
+        enforced=rule.mode != Mode.SHADOW,
+        match_any=rule.match == Match.ANY,
+        sample_rate=rule.sample_rate,
+        risk_level=rule.risk_level,
+        queue_id=rule.queue_id,
+        queue_slug=rule.queue.slug if rule.queue_id else None,
+        snapshot=rule.snapshot(),
+        checks=tuple(checks),
+    )
+
+
+def _item_key(item_id: Any) -> str:
+    """The same item gives the same samples whether its id comes as a UUID or a string."""
+    try:
+        return str(uuid.UUID(str(item_id)))
+    except ValueError:
+        return str(item_id)
+
+
+def decide(
+    rules: Iterable[CompiledRule], submission: Any, *, item_id: Any, integration_slug: str
+) -> GateDecision:
+    """Apply compiled rules: every enforced match is recorded, the strongest outcome wins."""
+    body = submission if isinstance(submission, dict) else {}
+    key = _item_key(item_id)
+    ordered = sorted(rules, key=lambda r: (r.priority, r.name))
+    applied = [r for r in ordered if r.matches(body, integration_slug) and r.samples_in(key)]
+    enforced = [r for r in applied if r.enforced]
+    shadow = [dict(r.snapshot) for r in applied if not r.enforced]
+    if not enforced:
+        return GateDecision(Outcome.AUTO_APPROVE.value, ItemStatus.AUTO_APPROVED.value, shadow_matches=shadow)
+
+    outcome = max((r.outcome for r in enforced), key=lambda o: OUTCOME_RANK.get(o, -1))
+    # `enforced` is in priority order, so the first rule with the winning outcome picks the queue.
+    winner = next(r for r in enforced if r.outcome == outcome)
+    review, spot_check = outcome == Outcome.REVIEW, outcome == Outcome.SPOT_CHECK
+    return GateDecision(
+        outcome=str(outcome),
+        status=STATUS_BY_OUTCOME.get(outcome, ItemStatus.AUTO_APPROVED.value),
+        queue_id=winner.queue_id if review else None,
+        queue_slug=winner.queue_slug if review else None,
+        spot_check_queue_id=winner.queue_id if spot_check else None,
+        spot_check_queue_slug=winner.queue_slug if spot_check else None,
+        risk_level=max((r.risk_level for r in enforced), key=lambda level: RISK_RANK.get(level, 0)),
+        matched_rules=[dict(r.snapshot) for r in enforced],
+        shadow_matches=shadow,
+    )
+
+
+def evaluate_rules(
+    submission: Any, *, item_id: Any, integration_slug: str, rules: Iterable[GateRule]
+) -> GateDecision:
+    """Evaluate given (possibly unsaved) rules, e.g. a draft in a backtest; disabled ones are skipped.
+
+    Conditions come from a `conditions_list` attribute, else from `rule.conditions`.
+    """
+    compiled = [compile_rule(rule, _conditions_of(rule)) for rule in rules if rule.enabled]
+    return decide(compiled, submission, item_id=item_id, integration_slug=integration_slug)
+
+
+def _conditions_of(rule: GateRule) -> Iterable[Any]:
+    conditions = getattr(rule, "conditions_list", None)
+    if conditions is not None:
+        return conditions
+    return rule.conditions.all() if rule.pk else []
+
+
+# --- The per-process cache -------------------------------------------------------------
+
+_lock = threading.Lock()
+_cache: tuple[tuple, list[CompiledRule]] | None = None
+
+
+def rules_revision() -> tuple:
+    """One query that changes whenever a rule, a condition or a rule's queue is saved or deleted.
+
+    Saves bump `updated_at` (auto_now) and deletions lower a count. A bulk
+    `QuerySet.update()` bypasses auto_now and so goes unnoticed until the next save.
+    """
+    stats = GateRule.objects.order_by().aggregate(
+        rule_count=Count("id", distinct=True),
+        rule_at=Max("updated_at"),
+        condition_count=Count("conditions", distinct=True),
+        condition_at=Max("conditions__updated_at"),
+        queue_at=Max("queue__updated_at"),
+    )
+    return tuple(sorted(stats.items()))
+
+
+def load_rules() -> list[CompiledRule]:
+    """The enabled rules, compiled, in two queries (rules with queues, then conditions)."""
+    rules = GateRule.objects.filter(enabled=True).select_related("queue").prefetch_related("conditions")
+    return [compile_rule(rule, rule.conditions.all()) for rule in rules]
+
+
+def evaluate(submission: Any, *, item_id: Any, integration_slug: str) -> GateDecision:
+    """The gate's decision on a submission: one query when the cached rules are current."""
+    global _cache
+    revision = rules_revision()
+    with _lock:
+        cached = _cache
+    if cached is None or cached[0] != revision:
+        # Loaded after reading the revision, so the rules are at least that recent.
+        cached = (revision, load_rules())
+        with _lock:
+            _cache = cached
+    return decide(cached[1], submission, item_id=item_id, integration_slug=integration_slug)

@@ -1,0 +1,123 @@
+"""Shared fixtures: personas (SPEC section 2) and service gates.
+
+Tests that need PostgreSQL, Redis or a browser are skipped with the reason when
+the service is not configured; with HITL_REQUIRE_SERVICES=1 they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+
+from reviews.models import COMPLIANCE_GROUP, POLICY_ADMINS_GROUP, REVIEWERS_GROUP
+from tests.factories import IntegrationFactory, QueueFactory, UserFactory
+
+REQUIRE_SERVICES = os.environ.get("HITL_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}
+
+
+def missing_service(reason: str) -> None:
+    """Skip the test, or fail it when the run requires every service."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"HITL_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def redis_problem() -> str | None:
+    url = os.environ.get("REDIS_URL", "").strip()
+    if not url:
+        return "Redis is not configured (set REDIS_URL=redis://...)"
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        return f"Redis at {url} does not answer: {exc}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _service_markers(request):
+    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        missing_service("PostgreSQL is not configured (set DATABASE_URL=postgres://...)")
+    if request.node.get_closest_marker("redis"):
+        problem = redis_problem()
+        if problem:
+            missing_service(problem)
+
+
+def _role(name: str) -> Group:
+    return Group.objects.get(name=name)
+
+
+@pytest.fixture
+def queue(db):
+    group = Group.objects.create(name="general-reviewers")
+    q = QueueFactory(slug="general", name="General review")
+    q.reviewer_groups.add(group)
+    return q
+
+
+def make_reviewer(username: str, *queues):
+    user = UserFactory(username=username)
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    user.groups.add(_role(REVIEWERS_GROUP))
+    for q in queues:
+        user.groups.add(*q.reviewer_groups.all())
+    return user
+
+
+@pytest.fixture
+def reviewer(queue):
+    return make_reviewer("reviewer", queue)
+
+
+@pytest.fixture
+def other_reviewer(queue):
+    return make_reviewer("other_reviewer", queue)
+
+
+@pytest.fixture
+def outsider(db):
+    """A reviewer, but of no queue the tests use."""
+    other_group = Group.objects.create(name="elsewhere-reviewers")
+    user = UserFactory(username="outsider")
+    user.groups.add(_role(REVIEWERS_GROUP), other_group)
+    return user
+
+
+@pytest.fixture
+def compliance(db):
+    user = UserFactory(username="compliance", is_staff=True)
+    user.groups.add(_role(COMPLIANCE_GROUP))
+    return user
+
+
+@pytest.fixture
+def policy_admin(db):
+    user = UserFactory(username="policy_admin", is_staff=True)
+    user.groups.add(_role(POLICY_ADMINS_GROUP))
+    return user
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def integration(db):
+    return IntegrationFactory(slug="support-bot", name="Support bot")
+
+
+@pytest.fixture
+def other_integration(db):
+    return IntegrationFactory(slug="other-bot", name="Other bot")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
