@@ -42,14 +42,24 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
 
 @admin.register(Queue)
 class QueueAdmin(ReadOnlyHistoryAdmin):
-    list_display = ["slug", "name", "sla_minutes", "required_approvals", "timeout_outcome", "escalation_queue"]
+    list_display = [
+        "slug",
+        "name",
+        "sla_minutes",
+        "required_approvals",
+        "timeout_outcome",
+        "escalation_queue",
+    ]
     list_select_related = ["escalation_queue"]
     search_fields = ["slug", "name"]
     filter_horizontal = ["reviewer_groups"]
     prepopulated_fields = {"slug": ["name"]}
     fieldsets = [
         (None, {"fields": ["name", "slug", "description"]}),
-        ("Review", {"fields": ["required_approvals", "checklist", "reviewer_groups", "bulk_approve_allowed"]}),
+        (
+            "Review",
+            {"fields": ["required_approvals", "checklist", "reviewer_groups", "bulk_approve_allowed"]},
+        ),
         ("Deadline", {"fields": ["sla_minutes", "timeout_outcome", "escalation_queue"]}),
     ]
 
@@ -153,8 +163,20 @@ class DecisionAdmin(admin.ModelAdmin):
     list_select_related = ["item", "queue", "reviewer"]
     show_full_result_count = False
     readonly_fields = [
-        "item", "reviewer", "queue", "action", "justification", "reason_codes", "edited_output",
-        "edited_action", "checklist", "round", "step", "is_final", "seconds_spent", "created_at",
+        "item",
+        "reviewer",
+        "queue",
+        "action",
+        "justification",
+        "reason_codes",
+        "edited_output",
+        "edited_action",
+        "checklist",
+        "round",
+        "step",
+        "is_final",
+        "seconds_spent",
+        "created_at",
     ]
 
     def get_queryset(self, request):
@@ -196,11 +218,23 @@ class IncidentAdmin(ReadOnlyHistoryAdmin):
     list_select_related = ["item"]
     show_full_result_count = False
     fields = [
-        "item", "severity", "source", "status", "description", "decision", "reported_by",
-        "reported_by_integration", "created_at",
+        "item",
+        "severity",
+        "source",
+        "status",
+        "description",
+        "decision",
+        "reported_by",
+        "reported_by_integration",
+        "created_at",
     ]
     readonly_fields = [
-        "item", "source", "decision", "reported_by", "reported_by_integration", "created_at",
+        "item",
+        "source",
+        "decision",
+        "reported_by",
+        "reported_by_integration",
+        "created_at",
     ]
 
     def has_add_permission(self, request) -> bool:

@@ -231,7 +231,8 @@ class ReasonCode(models.Model):
     code = models.SlugField(max_length=64, unique=True)
     label = models.CharField(max_length=200)
     applies_to = models.JSONField(
-        default=list, help_text="The decision actions this code may accompany: approve, edit, reject, escalate."
+        default=list,
+        help_text="The decision actions this code may accompany: approve, edit, reject, escalate.",
     )
     active = models.BooleanField(default=True)
     creates_backlog_item = models.BooleanField(
@@ -308,8 +309,7 @@ class ReviewItemQuerySet(models.QuerySet):
         """Open items nobody holds: pending, or in review with a lapsed claim."""
         now = now or timezone.now()
         return self.filter(
-            Q(status=ItemStatus.PENDING)
-            | Q(status=ItemStatus.IN_REVIEW, claim_expires_at__lte=now)
+            Q(status=ItemStatus.PENDING) | Q(status=ItemStatus.IN_REVIEW, claim_expires_at__lte=now)
         )
 
     def at_risk(self, now=None) -> ReviewItemQuerySet:
@@ -331,9 +331,6 @@ class ReviewItemQuerySet(models.QuerySet):
         if user.is_superuser:
             return self
         return self.filter(queue__in=Queue.objects.reviewable_by(user))
-
-
-
 
 
 class ReviewItem(models.Model):
@@ -367,7 +364,11 @@ class ReviewItem(models.Model):
     due_at = models.DateTimeField(null=True, blank=True)
 
     claimed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="claimed_items"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="claimed_items",
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_expires_at = models.DateTimeField(null=True, blank=True)
@@ -475,7 +476,9 @@ class ReviewItem(models.Model):
         return bool(self.is_open and self.due_at and self.due_at <= now)
 
     def can_be_reviewed_by(self, user) -> bool:
-        return self.queue_id is not None and Queue.objects.reviewable_by(user).filter(pk=self.queue_id).exists()
+        return (
+            self.queue_id is not None and Queue.objects.reviewable_by(user).filter(pk=self.queue_id).exists()
+        )
 
 
 class Decision(models.Model):
@@ -512,7 +515,8 @@ class Decision(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(justification=""), name="decision_justification_required"),
             models.CheckConstraint(
-                condition=Q(action__in=["approve", "edit", "reject", "escalate"]), name="decision_action_valid"
+                condition=Q(action__in=["approve", "edit", "reject", "escalate"]),
+                name="decision_action_valid",
             ),
             models.CheckConstraint(
                 condition=~Q(action="edit") | Q(edited_output__isnull=False) | Q(edited_action__isnull=False),
@@ -554,7 +558,9 @@ class BacklogItem(models.Model):
 
     title = models.CharField(max_length=300)
     reason_code = models.ForeignKey(ReasonCode, on_delete=models.PROTECT, related_name="backlog_items")
-    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="backlog_items")
+    queue = models.ForeignKey(
+        Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="backlog_items"
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     notes = models.TextField(blank=True)
     decisions = models.ManyToManyField(Decision, blank=True, related_name="backlog_items")
@@ -605,7 +611,11 @@ class Incident(models.Model):
         Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
     )
     reported_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="reported_incidents"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reported_incidents",
     )
     reported_by_integration = models.ForeignKey(
         Integration, null=True, blank=True, on_delete=models.PROTECT, related_name="reported_incidents"

@@ -90,7 +90,9 @@ def create_integration(
     """A new integration with its first API key (returned once, stored hashed)."""
     slug = slug or slugify(name)
     if not slug:
-        raise InvalidDecision("The name needs at least one letter or digit.", errors={"name": ["Invalid name."]})
+        raise InvalidDecision(
+            "The name needs at least one letter or digit.", errors={"name": ["Invalid name."]}
+        )
     if Integration.objects.filter(slug=slug).exists():
         raise Conflict(f"An integration with the slug {slug!r} already exists.")
     integration = Integration.objects.create(
@@ -353,7 +355,7 @@ def claim(*, item: ReviewItem, user) -> ReviewItem:
         _ensure_open(item)
         if item.is_claimed_by_other(user, now):
             raise ClaimedByAnother(f"{item.claimed_by} is reviewing this item.")
-        _ensure_not_second_approval_by_same_reviewer(item, user)
+        _ensure_distinct_approver(_round_approvals(item), user)
         _take_claim(item, user, now, "claimed")
     return item
 
@@ -388,11 +390,17 @@ def expire_claims(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     count = 0
     ids = list(
-        ReviewItem.objects.filter(status=ItemStatus.IN_REVIEW, claim_expires_at__lte=now).values_list("pk", flat=True)
+        ReviewItem.objects.filter(status=ItemStatus.IN_REVIEW, claim_expires_at__lte=now).values_list(
+            "pk", flat=True
+        )
     )
     for item_id in ids:
         with transaction.atomic():
-            item = ReviewItem.objects.select_for_update(skip_locked=True, of=("self",)).filter(pk=item_id).first()
+            item = (
+                ReviewItem.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(pk=item_id)
+                .first()
+            )
             if item and item.status == ItemStatus.IN_REVIEW and item.claim_expires_at <= now:
                 _free(item, "claim expired")
                 count += 1
@@ -415,15 +423,17 @@ def _round_approvals(item: ReviewItem) -> list[Decision]:
     )
 
 
-def _ensure_not_second_approval_by_same_reviewer(item: ReviewItem, user) -> None:
-    if any(d.reviewer_id == user.pk for d in _round_approvals(item)):
+def _ensure_distinct_approver(approvals: list[Decision], user) -> None:
+    if any(d.reviewer_id == user.pk for d in approvals):
         raise NotAllowed("Four-eyes queue: the second approval must come from another reviewer.")
 
 
 def _reason_codes(codes: list[str], action: str) -> list[ReasonCode]:
     wanted = list(dict.fromkeys(codes or []))
     if any(not isinstance(code, str) for code in wanted):
-        raise InvalidDecision("Reason codes are strings.", errors={"reason_codes": ["Reason codes are strings."]})
+        raise InvalidDecision(
+            "Reason codes are strings.", errors={"reason_codes": ["Reason codes are strings."]}
+        )
     found = {rc.code: rc for rc in ReasonCode.objects.filter(code__in=wanted, active=True)}
     unknown = [code for code in wanted if code not in found]
     if unknown:
@@ -498,11 +508,14 @@ def decide(
     """
     if action not in DecisionAction.values:
         raise InvalidDecision(
-            f"Unknown action {action!r}.", errors={"action": [f"Choose one of {', '.join(DecisionAction.values)}."]}
+            f"Unknown action {action!r}.",
+            errors={"action": [f"Choose one of {', '.join(DecisionAction.values)}."]},
         )
     justification = (justification or "").strip()
     if not justification:
-        raise InvalidDecision("A justification is required.", errors={"justification": ["This field is required."]})
+        raise InvalidDecision(
+            "A justification is required.", errors={"justification": ["This field is required."]}
+        )
 
     now = timezone.now()
     with transaction.atomic():
@@ -516,11 +529,12 @@ def decide(
         codes = _reason_codes(reason_codes or [], action)
         approvals = _round_approvals(item)
         is_approval = action in (DecisionAction.APPROVE, DecisionAction.EDIT)
-        if is_approval and any(d.reviewer_id == user.pk for d in approvals):
-            raise NotAllowed("Four-eyes queue: the second approval must come from another reviewer.")
+        if is_approval:
+            _ensure_distinct_approver(approvals, user)
         if action == DecisionAction.EDIT and approvals:
             raise InvalidDecision(
-                "The second reviewer approves or rejects the edited version; to change it, reject it or escalate."
+                "The second reviewer approves or rejects the edited version; "
+                "to change it, reject it or escalate."
             )
         answers = _check_checklist(queue, checklist) if is_approval else list(checklist or [])
         if action == DecisionAction.EDIT:
@@ -680,7 +694,11 @@ def apply_timeout(*, item: ReviewItem, now: datetime | None = None) -> ReviewIte
             return item
         queue = item.queue
         target = queue.escalation_queue
-        if queue.timeout_outcome == Queue.TimeoutOutcome.ESCALATE and target is not None and target.pk != queue.pk:
+        if (
+            queue.timeout_outcome == Queue.TimeoutOutcome.ESCALATE
+            and target is not None
+            and target.pk != queue.pk
+        ):
             _enter_queue(item, target, now)
             item.review_round += 1
             item._change_reason = f"SLA timeout: escalated to {target.slug}"

@@ -136,7 +136,9 @@ def test_idempotent_replay_returns_the_first_item(integration, review_all):
 def test_idempotency_key_with_another_body_is_refused(integration, review_all):
     services.submit_item(integration=integration, payload=submission(), idempotency_key="k-1")
     with pytest.raises(IdempotencyMismatch):
-        services.submit_item(integration=integration, payload=submission(external_id="other"), idempotency_key="k-1")
+        services.submit_item(
+            integration=integration, payload=submission(external_id="other"), idempotency_key="k-1"
+        )
 
 
 def test_idempotency_keys_are_scoped_per_integration(integration, other_integration, review_all):
@@ -189,7 +191,9 @@ def test_two_reviewers_never_hold_one_item(integration, review_all, queue, revie
     assert services.claim_next(queue=queue, user=other_reviewer) is None
 
 
-def test_an_expired_lease_lets_another_reviewer_claim(integration, review_all, queue, reviewer, other_reviewer):
+def test_an_expired_lease_lets_another_reviewer_claim(
+    integration, review_all, queue, reviewer, other_reviewer
+):
     item = submit(integration)
     services.claim_next(queue=queue, user=reviewer)
     ReviewItem.objects.filter(pk=item.pk).update(claim_expires_at=timezone.now() - timedelta(seconds=1))
@@ -233,7 +237,9 @@ def test_release_frees_the_item(integration, review_all, queue, reviewer):
     assert released.status == ItemStatus.PENDING and released.claimed_by is None
 
 
-def test_release_of_another_reviewers_claim_is_a_conflict(integration, review_all, queue, reviewer, other_reviewer):
+def test_release_of_another_reviewers_claim_is_a_conflict(
+    integration, review_all, queue, reviewer, other_reviewer
+):
     item = submit(integration)
     services.claim_next(queue=queue, user=reviewer)
     with pytest.raises(ClaimedByAnother):
@@ -270,14 +276,23 @@ def test_reject_and_edit_need_a_reason_code(integration, review_all, reviewer, c
 
 @pytest.mark.parametrize(
     ("action", "code"),
-    [("reject", "verified"), ("approve", "factual_error"), ("escalate", "factual_error"), ("reject", "retired")],
+    [
+        ("reject", "verified"),
+        ("approve", "factual_error"),
+        ("escalate", "factual_error"),
+        ("reject", "retired"),
+    ],
 )
-def test_reason_code_must_apply_to_the_action_and_be_active(integration, review_all, queue, reviewer, codes, action, code):
+def test_reason_code_must_apply_to_the_action_and_be_active(
+    integration, review_all, queue, reviewer, codes, action, code
+):
     queue.escalation_queue = QueueFactory(slug="senior")
     queue.save()
     item = submit(integration)
     with pytest.raises(InvalidDecision):
-        services.decide(item=item, user=reviewer, action=action, justification="Because.", reason_codes=[code])
+        services.decide(
+            item=item, user=reviewer, action=action, justification="Because.", reason_codes=[code]
+        )
 
 
 def test_unknown_reason_code_is_refused(integration, review_all, reviewer, codes):
@@ -299,7 +314,9 @@ def test_unknown_action_is_refused(integration, review_all, reviewer):
         ({"text": "We are open 9:00 to 17:00, Monday to Friday."}, None),
     ],
 )
-def test_edit_must_differ_from_the_original(integration, review_all, reviewer, codes, edited_output, edited_action):
+def test_edit_must_differ_from_the_original(
+    integration, review_all, reviewer, codes, edited_output, edited_action
+):
     item = submit(integration)
     with pytest.raises(InvalidDecision):
         services.decide(
@@ -384,7 +401,11 @@ def test_edited_action_is_final_and_due_for_execution(integration, review_all, r
     item = services.submit_item(integration=integration, payload=action_submission()).item
     edited = {"type": "payment.refund", "params": {"order": "1182", "amount": 42.0, "currency": "EUR"}}
     services.decide(
-        item=item, user=reviewer, action="edit", justification="Partial.", reason_codes=["factual_error"],
+        item=item,
+        user=reviewer,
+        action="edit",
+        justification="Partial.",
+        reason_codes=["factual_error"],
         edited_action=edited,
     )
     item.refresh_from_db()
@@ -395,7 +416,13 @@ def test_edited_action_is_final_and_due_for_execution(integration, review_all, r
 
 def test_reject_leaves_no_final_version_and_nothing_to_execute(integration, review_all, reviewer, codes):
     item = services.submit_item(integration=integration, payload=action_submission()).item
-    services.decide(item=item, user=reviewer, action="reject", justification="Wrong order.", reason_codes=["factual_error"])
+    services.decide(
+        item=item,
+        user=reviewer,
+        action="reject",
+        justification="Wrong order.",
+        reason_codes=["factual_error"],
+    )
     item.refresh_from_db()
     assert item.status == ItemStatus.REJECTED
     assert item.final_output is None and item.final_action is None
@@ -411,7 +438,11 @@ def test_escalate_moves_the_item_to_the_escalation_queue_with_a_fresh_deadline(
     item = submit(integration)
     services.claim_next(queue=queue, user=reviewer)
     decision = services.decide(
-        item=item, user=reviewer, action="escalate", justification="Needs a lawyer.", reason_codes=["needs_expert"]
+        item=item,
+        user=reviewer,
+        action="escalate",
+        justification="Needs a lawyer.",
+        reason_codes=["needs_expert"],
     )
     item.refresh_from_db()
     assert not decision.is_final
@@ -432,7 +463,9 @@ def test_escalate_to_a_named_queue(integration, review_all, reviewer):
 def test_escalate_needs_another_existing_queue(integration, review_all, reviewer, escalate_to):
     item = submit(integration)
     with pytest.raises(InvalidDecision):
-        services.decide(item=item, user=reviewer, action="escalate", justification="?", escalate_to=escalate_to)
+        services.decide(
+            item=item, user=reviewer, action="escalate", justification="?", escalate_to=escalate_to
+        )
 
 
 @pytest.mark.parametrize("finish", ["approve", "cancel", "expire"])
@@ -449,7 +482,9 @@ def test_a_closed_item_cannot_be_decided(integration, review_all, queue, reviewe
         approve(item, make_reviewer("late", queue))
 
 
-def test_a_claim_held_by_someone_else_blocks_the_decision(integration, review_all, queue, reviewer, other_reviewer):
+def test_a_claim_held_by_someone_else_blocks_the_decision(
+    integration, review_all, queue, reviewer, other_reviewer
+):
     item = submit(integration)
     services.claim_next(queue=queue, user=reviewer)
     with pytest.raises(ClaimedByAnother):
@@ -477,7 +512,9 @@ def four_eyes(queue):
     return queue
 
 
-def test_first_approval_of_a_four_eyes_queue_keeps_the_item_pending(integration, review_all, four_eyes, reviewer):
+def test_first_approval_of_a_four_eyes_queue_keeps_the_item_pending(
+    integration, review_all, four_eyes, reviewer
+):
     item = submit(integration)
     services.claim_next(queue=four_eyes, user=reviewer)
     decision = approve(item, reviewer)
@@ -516,7 +553,11 @@ def test_four_eyes_edit_is_the_first_approval_of_the_edited_version(
 ):
     item = submit(integration)
     services.decide(
-        item=item, user=reviewer, action="edit", justification="Fix.", reason_codes=["factual_error"],
+        item=item,
+        user=reviewer,
+        action="edit",
+        justification="Fix.",
+        reason_codes=["factual_error"],
         edited_output={"text": "Edited."},
     )
     item.refresh_from_db()
@@ -526,31 +567,48 @@ def test_four_eyes_edit_is_the_first_approval_of_the_edited_version(
     assert item.status == ItemStatus.EDITED and item.final_output == {"text": "Edited."}
 
 
-def test_second_reviewer_cannot_edit_again(integration, review_all, four_eyes, reviewer, other_reviewer, codes):
+def test_second_reviewer_cannot_edit_again(
+    integration, review_all, four_eyes, reviewer, other_reviewer, codes
+):
     item = submit(integration)
     approve(item, reviewer)
     with pytest.raises(InvalidDecision):
         services.decide(
-            item=item, user=other_reviewer, action="edit", justification="x", reason_codes=["factual_error"],
+            item=item,
+            user=other_reviewer,
+            action="edit",
+            justification="x",
+            reason_codes=["factual_error"],
             edited_output={"text": "Other."},
         )
 
 
-def test_a_rejection_by_the_second_reviewer_is_final(integration, review_all, four_eyes, reviewer, other_reviewer, codes):
+def test_a_rejection_by_the_second_reviewer_is_final(
+    integration, review_all, four_eyes, reviewer, other_reviewer, codes
+):
     item = submit(integration)
     approve(item, reviewer)
-    services.decide(item=item, user=other_reviewer, action="reject", justification="No.", reason_codes=["factual_error"])
+    services.decide(
+        item=item, user=other_reviewer, action="reject", justification="No.", reason_codes=["factual_error"]
+    )
     item.refresh_from_db()
     assert item.status == ItemStatus.REJECTED
 
 
-def test_database_refuses_two_approvals_by_one_reviewer_in_a_round(integration, review_all, four_eyes, reviewer):
+def test_database_refuses_two_approvals_by_one_reviewer_in_a_round(
+    integration, review_all, four_eyes, reviewer
+):
     item = submit(integration)
     first = approve(item, reviewer)
     with pytest.raises(IntegrityError), transaction.atomic():
         Decision.objects.create(
-            item=item, reviewer=reviewer, queue=four_eyes, action="approve", justification="again",
-            round=first.round, step=2,
+            item=item,
+            reviewer=reviewer,
+            queue=four_eyes,
+            action="approve",
+            justification="again",
+            round=first.round,
+            step=2,
         )
 
 
@@ -559,8 +617,14 @@ def test_database_refuses_a_second_final_decision(integration, review_all, queue
     approve(item, reviewer)
     with pytest.raises(IntegrityError), transaction.atomic():
         Decision.objects.create(
-            item=item, reviewer=other_reviewer, queue=queue, action="reject", justification="late",
-            round=1, step=2, is_final=True,
+            item=item,
+            reviewer=other_reviewer,
+            queue=queue,
+            action="reject",
+            justification="late",
+            round=1,
+            step=2,
+            is_final=True,
         )
 
 
@@ -578,7 +642,10 @@ def test_rejections_with_a_backlog_code_open_then_update_one_backlog_item(
 ):
     for _ in range(2):
         services.decide(
-            item=submit(integration), user=reviewer, action="reject", justification="Leaked data.",
+            item=submit(integration),
+            user=reviewer,
+            action="reject",
+            justification="Leaked data.",
             reason_codes=["missing_guardrail", "factual_error"],
         )
     backlog = BacklogItem.objects.get()
@@ -595,7 +662,13 @@ def test_rejected_spot_check_opens_an_incident_on_the_original(integration, queu
     GateRuleFactory(name="Sample", outcome="spot_check", queue=queue)
     original = submit(integration)
     copy = original.spot_checks.get()
-    services.decide(item=copy, user=reviewer, action="reject", justification="Wrong hours.", reason_codes=["factual_error"])
+    services.decide(
+        item=copy,
+        user=reviewer,
+        action="reject",
+        justification="Wrong hours.",
+        reason_codes=["factual_error"],
+    )
     incident = Incident.objects.get()
     assert incident.item == original and incident.source == Incident.Source.SPOT_CHECK
     copy.refresh_from_db()
@@ -615,7 +688,9 @@ def test_approved_spot_check_of_an_action_never_executes(integration, queue, rev
 def test_incident_links_the_decision_that_let_the_item_through(integration, review_all, reviewer):
     item = submit(integration)
     decision = approve(item, reviewer)
-    incident = services.report_incident(item=item, severity="high", description="Wrong hours told.", integration=integration)
+    incident = services.report_incident(
+        item=item, severity="high", description="Wrong hours told.", integration=integration
+    )
     assert incident.decision == decision and incident.source == Incident.Source.INTEGRATION
 
 
@@ -623,7 +698,9 @@ def test_incident_links_the_decision_that_let_the_item_through(integration, revi
 def test_incident_needs_a_known_severity_and_a_description(integration, severity, description):
     item = submit(integration)
     with pytest.raises(InvalidDecision):
-        services.report_incident(item=item, severity=severity, description=description, integration=integration)
+        services.report_incident(
+            item=item, severity=severity, description=description, integration=integration
+        )
 
 
 # --- Cancellation and SLA ----------------------------------------------------------------------------

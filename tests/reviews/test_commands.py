@@ -1,0 +1,68 @@
+"""Management commands as an operator runs them."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from reviews.models import ApiKey, Decision, Integration, ItemStatus, ReviewItem
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_create_integration_prints_the_key_and_secret_once_and_stores_a_hash(db):
+    out = run("create_integration", "Support bot", "--callback-url", "https://bot.example/hitl")
+    key = re.search(r"^api_key: (\S+)$", out, re.M).group(1)
+    secret = re.search(r"^webhook_secret: (\S+)$", out, re.M).group(1)
+    integration = Integration.objects.get(slug="support-bot")
+    assert integration.callback_url == "https://bot.example/hitl"
+    assert secret.startswith("whsec_") and integration.webhook_secret == secret
+    stored = ApiKey.objects.get(integration=integration)
+    assert key not in {stored.prefix, stored.hashed_key}
+    assert stored.hashed_key == ApiKey.hash_key(key)
+    assert ApiKey.split_key(key) == (stored.prefix, key)
+
+
+def test_create_integration_refuses_a_duplicate_and_a_bad_url(db):
+    run("create_integration", "Support bot")
+    with pytest.raises(CommandError, match="already exists"):
+        run("create_integration", "Support bot")
+    with pytest.raises(CommandError, match="not an http"):
+        run("create_integration", "Other", "--action-url", "ftp://files.example/")
+    assert Integration.objects.count() == 1
+
+
+def test_seed_demo_loads_every_state_and_is_idempotent(db):
+    out = run("seed_demo")
+    for username in ("admin", "reviewer", "compliance"):
+        assert re.search(rf"^\s+{username}\s+/\s+{username}-demo-pw", out, re.M)
+    statuses = set(ReviewItem.objects.values_list("status", flat=True))
+    assert {
+        ItemStatus.PENDING,
+        ItemStatus.IN_REVIEW,
+        ItemStatus.APPROVED,
+        ItemStatus.EDITED,
+        ItemStatus.REJECTED,
+        ItemStatus.AUTO_APPROVED,
+    } <= statuses
+    assert ReviewItem.objects.count() >= 24
+    assert set(ReviewItem.objects.exclude(queue=None).values_list("queue__slug", flat=True)) >= {
+        "payments",
+        "regulated",
+        "general",
+        "senior",
+    }
+    counts = (ReviewItem.objects.count(), Decision.objects.count())
+
+    again = run("seed_demo")
+    assert "already loaded" in again
+    assert (ReviewItem.objects.count(), Decision.objects.count()) == counts
+    assert get_user_model().objects.get(username="reviewer").check_password("reviewer-demo-pw")
