@@ -165,6 +165,7 @@ STORAGES = {
 }
 # Without collectstatic (make run, tests) files are served from the apps' folders.
 WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start when it is missing
 
 LOGIN_URL = "admin:login"
 

@@ -78,7 +78,9 @@ ORDERING_OPERATORS = (Operator.LT, Operator.LTE, Operator.GT, Operator.GTE)
 def validate_field_path(path: str) -> None:
     if not isinstance(path, str) or not FIELD_PATH_RE.match(path) or len(path) > 200:
         raise ValidationError(f"{path!r} is not a dotted field path such as signals.confidence.")
-    if not any(path == allowed or (allowed.endswith(".") and path.startswith(allowed)) for allowed in FIELD_PATHS):
+    if not any(
+        path == allowed or (allowed.endswith(".") and path.startswith(allowed)) for allowed in FIELD_PATHS
+    ):
         raise ValidationError(
             f"{path!r} is not a submission field. Use kind, integration, action.type, "
             "action.params.<name>, signals.<name> or metadata.<name>."
@@ -123,7 +125,9 @@ class GateRule(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
-    priority = models.IntegerField(default=100, help_text="Lower runs first; among review rules it picks the queue.")
+    priority = models.IntegerField(
+        default=100, help_text="Lower runs first; among review rules it picks the queue."
+    )
     match = models.CharField(max_length=3, choices=Match.choices, default=Match.ALL)
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     queue = models.ForeignKey(

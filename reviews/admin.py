@@ -8,6 +8,8 @@ for everyone, superusers included.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -34,10 +36,17 @@ def sees_everything(user) -> bool:
 
 
 class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
-    """History pages may be read, never reverted: reverting rewrites the past."""
+    """History pages may be read, never reverted: reverting rewrites the past
+    (and for rules would restore the row without its conditions or a new version)."""
 
     def revert_disabled(self, request, obj=None) -> bool:
         return True
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # simple-history saves a POST to this view even for view-only users.
+        if request.method == "POST":
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 @admin.register(Queue)
@@ -92,6 +101,7 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin):
     prepopulated_fields = {"slug": ["name"]}
     fields = ["name", "slug", "is_active", "callback_url", "action_url"]
     inlines = [ApiKeyInline]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(ApiKey)

@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+HOST ?= 127.0.0.1:8000
+
+.PHONY: run test env lint bench clean
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.11).")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+# Serve the admin and API with demo data on http://$(HOST) (SQLite, tasks run eagerly,
+# unless DATABASE_URL / REDIS_URL say otherwise).
+run: $(STAMP)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --noinput
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py seed_demo
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver $(HOST)
+
+# The whole suite. Tests needing PostgreSQL, Redis or a browser are skipped (with the
+# reason) when those are not configured; HITL_REQUIRE_SERVICES=1 makes that a failure.
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+
+bench: $(STAMP)
+	$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles
