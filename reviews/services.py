@@ -377,9 +377,7 @@ def release(*, item: ReviewItem, user) -> ReviewItem:
 
 def _free(item: ReviewItem, reason: str) -> None:
     item.status = ItemStatus.PENDING
-    item.claimed_by = None
-    item.claimed_at = None
-    item.claim_expires_at = None
+    _clear_claim(item)
     item._change_reason = reason
     item.save(update_fields=STATE_FIELDS)
 
