@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+from django.urls import path
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from reviews.api import EvaluateView, IncidentView, ItemViewSet
 from reviews.exceptions import DomainError
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("items", ItemViewSet, basename="item")
+
+urlpatterns = [
+    *router.urls,
+    path("evaluate/", EvaluateView.as_view(), name="evaluate"),
+    path("incidents/", IncidentView.as_view(), name="incidents"),
+]
 
 
 def exception_handler(exc, context):
-    """Domain errors become `{"detail", "code"}` with their status; the rest as DRF does."""
+    """Errors are `{"detail", "code"}` (or DRF field errors for invalid input)."""
     if isinstance(exc, DomainError):
         body = {"detail": exc.detail, "code": exc.code}
         if exc.errors:
             body["errors"] = exc.errors
         return Response(body, status=exc.status_code)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, APIException) and isinstance(response.data, dict):
+        codes = exc.get_codes()
+        if "detail" in response.data and isinstance(codes, str):
+            response.data["code"] = codes
+    return response

@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "simple_history",
     "reviews",
     "policies",
@@ -179,15 +181,37 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        "reviews.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["reviews.parsers.BoundedJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "reviews.throttles.IntegrationRateThrottle",
+        "reviews.throttles.StaffRateThrottle",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "hitl_project.api.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HITL review gates API",
+    "DESCRIPTION": (
+        "Integrations submit model outputs and agent actions to the gate and follow them "
+        "through human review. Authenticate with `Authorization: Api-Key <key>`; reviewers and "
+        "compliance staff with a session or `Authorization: Token <key>`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Product settings (SPEC section 9) ---------------------------------------------
@@ -195,6 +219,9 @@ REST_FRAMEWORK = {
 HITL_WEBHOOK_ALLOW_PRIVATE = env_bool("HITL_WEBHOOK_ALLOW_PRIVATE", DEBUG)
 HITL_CLAIM_MINUTES = env_int("HITL_CLAIM_MINUTES", 15)
 HITL_MAX_SUBMISSION_BYTES = env_int("HITL_MAX_SUBMISSION_BYTES", 1024 * 1024)
+# DRF rate strings ("<count>/<second|minute|hour|day>"), counted per integration or per user.
+HITL_INTEGRATION_RATE = os.environ.get("HITL_INTEGRATION_RATE", "6000/minute")
+HITL_STAFF_RATE = os.environ.get("HITL_STAFF_RATE", "600/minute")
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(HITL_MAX_SUBMISSION_BYTES, 2_621_440)
 
 LOGGING = {

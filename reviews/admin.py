@@ -14,7 +14,6 @@ from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
 from reviews.models import (
-    COMPLIANCE_GROUP,
     ApiKey,
     BacklogItem,
     Decision,
@@ -24,15 +23,11 @@ from reviews.models import (
     ReasonCode,
     ReviewItem,
 )
+from reviews.permissions import sees_everything
 
 admin.site.site_header = "HITL review gates"
 admin.site.site_title = "HITL review gates"
 admin.site.index_title = "Review workspace"
-
-
-def sees_everything(user) -> bool:
-    """Superusers and compliance staff read every queue."""
-    return user.is_superuser or user.groups.filter(name=COMPLIANCE_GROUP).exists()
 
 
 class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):

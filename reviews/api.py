@@ -1,0 +1,182 @@
+"""REST API for integrations and staff (SPEC section 4).
+
+Every queryset is scoped to the caller before any lookup, so another
+integration's item, or an item of a queue the reviewer may not see, is a 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from policies.engine import evaluate
+from reviews import services
+from reviews.authentication import integration_of
+from reviews.filters import ItemFilter
+from reviews.models import Decision, ReviewItem
+from reviews.permissions import IsIntegration, IsReviewer, IsStaffReader, sees_everything
+from reviews.serializers import (
+    EvaluateResponseSerializer,
+    IncidentInputSerializer,
+    IncidentSerializer,
+    ItemSerializer,
+    SubmissionSerializer,
+    SubmitResponseSerializer,
+    rule_summaries,
+)
+
+MAX_IDEMPOTENCY_KEY = 255
+
+ERROR_RESPONSES = {
+    400: OpenApiResponse(description="Invalid input (DRF field errors or {detail, code})"),
+    401: OpenApiResponse(description="Missing or invalid credentials"),
+    403: OpenApiResponse(description="Not allowed"),
+    429: OpenApiResponse(description="Rate limited; see Retry-After"),
+}
+ERRORS_WITH_BODY = {
+    **ERROR_RESPONSES,
+    413: OpenApiResponse(description="Body larger than HITL_MAX_SUBMISSION_BYTES"),
+    415: OpenApiResponse(description="Not application/json"),
+}
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Replays with the same key and body return the first item; another body is a 422.",
+)
+
+
+class ItemCursorPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def scoped_items(request):
+    """The items the caller may see, ready for the item representation."""
+    items = ReviewItem.objects.select_related("queue", "claimed_by").prefetch_related(
+        Prefetch("decisions", queryset=Decision.objects.select_related("reviewer").prefetch_related("reason_codes"))
+    )
+    integration = integration_of(request)
+    if integration is not None:
+        return items.visible_to_integration(integration)
+    if sees_everything(request.user):
+        return items
+    return items.reviewable_by(request.user)
+
+
+def read_idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise serializers.ValidationError(
+            {"Idempotency-Key": [f"At most {MAX_IDEMPOTENCY_KEY} printable characters."]}
+        )
+    return key
+
+
+class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = ItemSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ItemFilter
+    pagination_class = ItemCursorPagination
+    lookup_value_converter = "uuid"
+
+    def get_permissions(self):
+        if self.action in ("create", "cancel"):
+            return [IsIntegration()]
+        return [(IsIntegration | IsStaffReader)()]
+
+    def get_queryset(self):
+        return scoped_items(self.request)
+
+    @extend_schema(
+        request=SubmissionSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: SubmitResponseSerializer,
+            200: OpenApiResponse(SubmitResponseSerializer, description="Replay of an earlier submission"),
+            422: OpenApiResponse(description="Idempotency-Key reused with another body"),
+            **ERRORS_WITH_BODY,
+        },
+    )
+    def create(self, request):
+        """Submit a model output or agent action to the gate."""
+        key = read_idempotency_key(request)
+        submission = SubmissionSerializer(data=request.data)
+        submission.is_valid(raise_exception=True)
+        result = services.submit_item(
+            integration=integration_of(request),
+            payload=submission.payload(),
+            idempotency_key=key,
+            callback_url=submission.validated_data["callback_url"],
+        )
+        body = SubmitResponseSerializer.for_item(result.item, request)
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: ItemSerializer,
+            404: OpenApiResponse(description="No such item"),
+            409: OpenApiResponse(description="Already decided, cancelled or expired"),
+            **ERROR_RESPONSES,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Withdraw an item while it is pending or in review."""
+        item = services.cancel(item=self.get_object(), integration=integration_of(request))
+        return Response(ItemSerializer(self.get_queryset().get(pk=item.pk)).data)
+
+
+class EvaluateView(APIView):
+    permission_classes = [IsIntegration]
+
+    @extend_schema(
+        request=SubmissionSerializer,
+        responses={200: EvaluateResponseSerializer, **ERRORS_WITH_BODY},
+    )
+    def post(self, request):
+        """Dry-run the gate on a submission; nothing is stored."""
+        submission = SubmissionSerializer(data=request.data)
+        submission.is_valid(raise_exception=True)
+        integration = integration_of(request)
+        gate = evaluate(submission.payload(), item_id=uuid.uuid4(), integration_slug=integration.slug)
+        return Response(
+            {"status": gate.status, "queue": gate.queue_slug, "matched_rules": rule_summaries(gate.matched_rules)}
+        )
+
+
+class IncidentView(APIView):
+    permission_classes = [IsIntegration | IsReviewer]
+
+    @extend_schema(
+        request=IncidentInputSerializer,
+        responses={201: IncidentSerializer, 404: OpenApiResponse(description="No such item"), **ERRORS_WITH_BODY},
+    )
+    def post(self, request):
+        """Report something harmful that got past the gate or a reviewer."""
+        data = IncidentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = get_object_or_404(scoped_items(request), pk=data.validated_data["item"])
+        incident = services.report_incident(
+            item=item,
+            severity=data.validated_data["severity"],
+            description=data.validated_data["description"],
+            user=request.user if request.user.is_authenticated else None,
+            integration=integration_of(request),
+        )
+        return Response(IncidentSerializer(incident).data, status=status.HTTP_201_CREATED)

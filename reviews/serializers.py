@@ -1,0 +1,188 @@
+"""Input serializers (one per command) and the item representation of SPEC section 4."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from reviews.models import Decision, Incident, ItemKind, ReviewItem
+from reviews.webhooks import UnsafeURL, check_outbound_url
+
+MAX_EXTERNAL_ID = 255
+MAX_ACTION_TYPE = 100
+MAX_URL = 2000
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (a dict), not any JSON value."""
+
+    default_error_messages = {"not_object": "Expected a JSON object."}
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        return data
+
+
+class StrictSerializer(serializers.Serializer):
+    """Unknown keys are an error, so a typo (`signal` for `signals`) never passes silently."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class ActionSerializer(StrictSerializer):
+    type = serializers.CharField(max_length=MAX_ACTION_TYPE)
+    params = JSONObjectField(required=False, default=dict)
+
+
+class SubmissionSerializer(StrictSerializer):
+    """The body of `POST /api/v1/items/` and `POST /api/v1/evaluate/`."""
+
+    external_id = serializers.CharField(max_length=MAX_EXTERNAL_ID, required=False, allow_blank=True, default="")
+    kind = serializers.ChoiceField(choices=ItemKind.choices)
+    input = JSONObjectField(required=False, default=dict)
+    output = JSONObjectField(required=False, allow_null=True, default=None)
+    action = ActionSerializer(required=False, allow_null=True, default=None)
+    context = JSONObjectField(required=False, default=dict)
+    signals = JSONObjectField(required=False, default=dict)
+    metadata = JSONObjectField(required=False, default=dict)
+    callback_url = serializers.URLField(max_length=MAX_URL, required=False, allow_blank=True, default="")
+
+    def validate_callback_url(self, value: str) -> str:
+        if value:
+            try:
+                check_outbound_url(value)
+            except UnsafeURL as exc:
+                raise serializers.ValidationError(str(exc)) from exc
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["kind"] == ItemKind.OUTPUT and attrs.get("output") is None:
+            raise serializers.ValidationError({"output": ["Required when kind is output."]})
+        if attrs["kind"] == ItemKind.ACTION and attrs.get("action") is None:
+            raise serializers.ValidationError({"action": ["Required when kind is action (with a type)."]})
+        if attrs["kind"] == ItemKind.OUTPUT and attrs.get("action") is not None:
+            raise serializers.ValidationError({"action": ["Only action items carry an action."]})
+        if attrs.get("action") is not None:
+            attrs["action"] = dict(attrs["action"])
+        return attrs
+
+    def payload(self) -> dict:
+        """What the gate sees and the item stores (the callback URL is kept apart)."""
+        data = dict(self.validated_data)
+        data.pop("callback_url", None)
+        return data
+
+
+def rule_summaries(snapshots: list[dict]) -> list[dict]:
+    """The short form of matched-rule snapshots that submit and evaluate answer with."""
+    return [{"id": rule.get("id"), "name": rule.get("name"), "outcome": rule.get("outcome")} for rule in snapshots]
+
+
+class MatchedRuleSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField()
+    outcome = serializers.CharField()
+
+
+class SubmitResponseSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    queue = serializers.CharField(allow_null=True)
+    matched_rules = MatchedRuleSerializer(many=True)
+    due_at = serializers.DateTimeField(allow_null=True)
+    url = serializers.URLField()
+
+    @staticmethod
+    def for_item(item: ReviewItem, request) -> dict:
+        return {
+            "id": item.pk,
+            "status": item.status,
+            "queue": item.queue.slug if item.queue_id else None,
+            "matched_rules": rule_summaries(item.matched_rules),
+            "due_at": item.due_at,
+            "url": request.build_absolute_uri(reverse("api:item-detail", args=[item.pk])),
+        }
+
+
+class EvaluateResponseSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    queue = serializers.CharField(allow_null=True)
+    matched_rules = MatchedRuleSerializer(many=True)
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.get_username")
+    reason_codes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Decision
+        fields = ["action", "reviewer", "justification", "reason_codes", "created_at"]
+
+    def get_reason_codes(self, decision: Decision) -> list[str]:
+        return [code.code for code in decision.reason_codes.all()]
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    queue = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    input = JSONObjectField()
+    output = serializers.JSONField(allow_null=True)
+    action = serializers.JSONField(allow_null=True)
+    context = JSONObjectField()
+    signals = JSONObjectField()
+    metadata = JSONObjectField()
+    matched_rules = serializers.ListField(child=JSONObjectField())
+    final_output = serializers.JSONField(allow_null=True)
+    final_action = serializers.JSONField(allow_null=True)
+    decisions = DecisionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ReviewItem
+        fields = [
+            "id",
+            "external_id",
+            "kind",
+            "status",
+            "queue",
+            "input",
+            "output",
+            "action",
+            "context",
+            "signals",
+            "metadata",
+            "matched_rules",
+            "due_at",
+            "claimed_by",
+            "claim_expires_at",
+            "final_output",
+            "final_action",
+            "execution_status",
+            "decisions",
+            "created_at",
+            "decided_at",
+        ]
+        read_only_fields = fields
+
+
+class IncidentInputSerializer(StrictSerializer):
+    item = serializers.UUIDField()
+    severity = serializers.ChoiceField(choices=Incident.Severity.choices)
+    description = serializers.CharField(max_length=10_000)
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    item = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Incident
+        fields = ["id", "item", "severity", "description", "source", "status", "created_at"]
+        read_only_fields = fields
