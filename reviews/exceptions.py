@@ -18,10 +18,16 @@ class DomainError(Exception):
         self.errors = errors or {}
 
 
-class InvalidDecision(DomainError):
-    """The decision breaks a rule: missing justification, wrong reason code, …"""
+class InvalidInput(DomainError):
+    """The request breaks a rule of the domain."""
 
     status_code = 400
+    code = "invalid"
+
+
+class InvalidDecision(InvalidInput):
+    """The decision breaks a rule: missing justification, wrong reason code, …"""
+
     code = "invalid_decision"
 
 

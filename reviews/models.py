@@ -21,6 +21,8 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from reviews.webhooks import UnsafeURL, check_outbound_url
+
 
 class DecisionAction(models.TextChoices):
     APPROVE = "approve", "Approve"
@@ -73,6 +75,18 @@ class Integration(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        errors = {}
+        for name in ("callback_url", "action_url"):
+            url = getattr(self, name)
+            if url:
+                try:
+                    check_outbound_url(url)
+                except UnsafeURL as exc:
+                    errors[name] = str(exc)
+        if errors:
+            raise ValidationError(errors)
 
 
 class ApiKeyQuerySet(models.QuerySet):

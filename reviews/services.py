@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -30,6 +31,7 @@ from reviews.exceptions import (
     Conflict,
     IdempotencyMismatch,
     InvalidDecision,
+    InvalidInput,
     NotAllowed,
     NotClaimed,
 )
@@ -95,9 +97,13 @@ def create_integration(
         )
     if Integration.objects.filter(slug=slug).exists():
         raise Conflict(f"An integration with the slug {slug!r} already exists.")
-    integration = Integration.objects.create(
-        name=name, slug=slug, callback_url=callback_url, action_url=action_url
-    )
+    integration = Integration(name=name, slug=slug, callback_url=callback_url, action_url=action_url)
+    try:
+        integration.full_clean()
+    except ValidationError as exc:
+        errors = exc.message_dict
+        raise InvalidInput("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors=errors) from exc
+    integration.save()
     return integration, issue_api_key(integration=integration)
 
 
@@ -728,12 +734,12 @@ def report_incident(
     """Record harm that got past the gate or a reviewer, linked to the decision that let it through."""
     description = (description or "").strip()
     if severity not in Incident.Severity.values:
-        raise InvalidDecision(
+        raise InvalidInput(
             f"Unknown severity {severity!r}.",
             errors={"severity": [f"Choose one of {', '.join(Incident.Severity.values)}."]},
         )
     if not description:
-        raise InvalidDecision("Describe the incident.", errors={"description": ["This field is required."]})
+        raise InvalidInput("Describe the incident.", errors={"description": ["This field is required."]})
     final = item.decisions.filter(is_final=True).first()
     let_through = final if final and final.action != DecisionAction.REJECT else None
     return Incident.objects.create(

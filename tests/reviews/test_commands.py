@@ -37,6 +37,8 @@ def test_create_integration_refuses_a_duplicate_and_a_bad_url(db):
         run("create_integration", "Support bot")
     with pytest.raises(CommandError, match="not an http"):
         run("create_integration", "Other", "--action-url", "ftp://files.example/")
+    with pytest.raises(CommandError, match="action_url"):
+        run("create_integration", "Other", "--action-url", "http://169.254.169.254/latest/")
     assert Integration.objects.count() == 1
 
 

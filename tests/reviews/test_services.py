@@ -14,6 +14,7 @@ from reviews.exceptions import (
     ClaimedByAnother,
     IdempotencyMismatch,
     InvalidDecision,
+    InvalidInput,
     NotAllowed,
     NotClaimed,
 )
@@ -697,7 +698,7 @@ def test_incident_links_the_decision_that_let_the_item_through(integration, revi
 @pytest.mark.parametrize(("severity", "description"), [("extreme", "x"), ("high", "  ")])
 def test_incident_needs_a_known_severity_and_a_description(integration, severity, description):
     item = submit(integration)
-    with pytest.raises(InvalidDecision):
+    with pytest.raises(InvalidInput):
         services.report_incident(
             item=item, severity=severity, description=description, integration=integration
         )
