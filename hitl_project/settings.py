@@ -140,8 +140,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
-# Above the longest task, so Redis never hands a running task to a second worker.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# visibility_timeout: above the longest task, so Redis never hands a running task to
+# a second worker. Short socket timeouts and few publish retries: with the broker
+# down, a request that commits a decision must not hang; the outbox sweep sends later.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = "UTC"
 
@@ -223,6 +230,15 @@ HITL_MAX_SUBMISSION_BYTES = env_int("HITL_MAX_SUBMISSION_BYTES", 1024 * 1024)
 HITL_INTEGRATION_RATE = os.environ.get("HITL_INTEGRATION_RATE", "6000/minute")
 HITL_STAFF_RATE = os.environ.get("HITL_STAFF_RATE", "600/minute")
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(HITL_MAX_SUBMISSION_BYTES, 2_621_440)
+
+# Delivery of callbacks and actions (reviews.delivery).
+HITL_DELIVERY_MAX_ATTEMPTS = env_int("HITL_DELIVERY_MAX_ATTEMPTS", 8)
+HITL_DELIVERY_BACKOFF_SECONDS = env_int("HITL_DELIVERY_BACKOFF_SECONDS", 10)
+HITL_DELIVERY_BACKOFF_MAX_SECONDS = env_int("HITL_DELIVERY_BACKOFF_MAX_SECONDS", 3600)
+HITL_DELIVERY_TIMEOUT_SECONDS = env_int("HITL_DELIVERY_TIMEOUT_SECONDS", 10)
+# Longer than the timeout: a worker owns an attempt this long before the sweep may hand it on.
+HITL_DELIVERY_LEASE_SECONDS = env_int("HITL_DELIVERY_LEASE_SECONDS", 60)
+HITL_OUTBOX_REDISPATCH_SECONDS = env_int("HITL_OUTBOX_REDISPATCH_SECONDS", 30)
 
 LOGGING = {
     "version": 1,

@@ -68,7 +68,9 @@ class ItemCursorPagination(CursorPagination):
 def scoped_items(request):
     """The items the caller may see, ready for the item representation."""
     items = ReviewItem.objects.select_related("queue", "claimed_by").prefetch_related(
-        Prefetch("decisions", queryset=Decision.objects.select_related("reviewer").prefetch_related("reason_codes"))
+        Prefetch(
+            "decisions", queryset=Decision.objects.select_related("reviewer").prefetch_related("reason_codes")
+        )
     )
     integration = integration_of(request)
     if integration is not None:
@@ -156,7 +158,11 @@ class EvaluateView(APIView):
         integration = integration_of(request)
         gate = evaluate(submission.payload(), item_id=uuid.uuid4(), integration_slug=integration.slug)
         return Response(
-            {"status": gate.status, "queue": gate.queue_slug, "matched_rules": rule_summaries(gate.matched_rules)}
+            {
+                "status": gate.status,
+                "queue": gate.queue_slug,
+                "matched_rules": rule_summaries(gate.matched_rules),
+            }
         )
 
 
@@ -165,7 +171,11 @@ class IncidentView(APIView):
 
     @extend_schema(
         request=IncidentInputSerializer,
-        responses={201: IncidentSerializer, 404: OpenApiResponse(description="No such item"), **ERRORS_WITH_BODY},
+        responses={
+            201: IncidentSerializer,
+            404: OpenApiResponse(description="No such item"),
+            **ERRORS_WITH_BODY,
+        },
     )
     def post(self, request):
         """Report something harmful that got past the gate or a reviewer."""

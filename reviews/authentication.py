@@ -30,7 +30,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = key.strip()
         parts = ApiKey.split_key(key)
         api_key = (
-            ApiKey.objects.usable().select_related("integration").filter(prefix=parts[0]).first() if parts else None
+            ApiKey.objects.usable().select_related("integration").filter(prefix=parts[0]).first()
+            if parts
+            else None
         )
         if api_key is None or not hmac.compare_digest(api_key.hashed_key, ApiKey.hash_key(key)):
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")

@@ -375,6 +375,9 @@ class ReviewItem(models.Model):
     )
     entered_queue_at = models.DateTimeField(null=True, blank=True)
     at_risk_at = models.DateTimeField(null=True, blank=True)
+    at_risk_flagged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the SLA sweep flagged the item at half its SLA."
+    )
     due_at = models.DateTimeField(null=True, blank=True)
 
     claimed_by = models.ForeignKey(
@@ -395,6 +398,10 @@ class ReviewItem(models.Model):
         max_length=20, choices=ExecutionStatus.choices, default=ExecutionStatus.NOT_REQUIRED
     )
 
+    # What the executor actually ran, kept apart from the proposal and the approval.
+    executed_action = models.JSONField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+
     spot_check_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="spot_checks"
     )
@@ -409,7 +416,8 @@ class ReviewItem(models.Model):
     objects = ReviewItemQuerySet.as_manager()
     # The submitted payload is immutable, so history keeps the state, not copies of it.
     history = HistoricalRecords(
-        excluded_fields=["input", "output", "action", "context", "signals", "metadata", "request_hash"]
+        excluded_fields=["input", "output", "action", "context", "signals", "metadata", "request_hash"],
+        history_change_reason_field=models.TextField(null=True),
     )
 
     class Meta:
@@ -647,3 +655,87 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_severity_display()} incident on {self.item_id}"
+
+
+# --- Outbox: consequences of decisions, delivered after commit ------------------------------------
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class OutboxMessage(models.Model):
+    """One consequence of a final state (a callback or an action to execute), written
+    in the same transaction as the state change and delivered after commit.
+
+    `msg_id` is the `webhook-id` of every attempt, so receivers dedupe on it; an
+    action also carries `Idempotency-Key: <item id>`. A worker owns an attempt
+    while `lease_until` is in the future; a crashed worker's lease runs out and
+    the sweep hands the message to another.
+    """
+
+    class Kind(models.TextChoices):
+        CALLBACK = "callback", "Callback webhook"
+        EXECUTE = "execute", "Execute action"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="outbox_messages")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    msg_id = models.CharField(max_length=64, unique=True, default=new_message_id, editable=False)
+    url = models.URLField(max_length=2000, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=8, help_text="Raised when an admin retries.")
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due")]
+        constraints = [
+            # One execution per item, ever: the heart of "never twice".
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(kind="execute"), name="outbox_one_execution_per_item"
+            ),
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(kind="callback"), name="outbox_one_callback_per_item"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.item_id} ({self.get_status_display()})"
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP attempt at an outbox message: what came back and how long it took."""
+
+    message = models.ForeignKey(OutboxMessage, on_delete=models.PROTECT, related_name="delivery_attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["message", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "number"], name="attempt_number_unique_per_message")
+        ]
+
+    def __str__(self) -> str:
+        outcome = self.status_code or self.error[:40]
+        return f"Attempt {self.number}: {outcome}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

@@ -44,7 +44,9 @@ def _check_string(text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ParseError("Strings must be valid Unicode (no unpaired surrogates).", code="invalid_string") from exc
+        raise ParseError(
+            "Strings must be valid Unicode (no unpaired surrogates).", code="invalid_string"
+        ) from exc
 
 
 class BoundedJSONParser(JSONParser):

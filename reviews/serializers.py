@@ -46,7 +46,9 @@ class ActionSerializer(StrictSerializer):
 class SubmissionSerializer(StrictSerializer):
     """The body of `POST /api/v1/items/` and `POST /api/v1/evaluate/`."""
 
-    external_id = serializers.CharField(max_length=MAX_EXTERNAL_ID, required=False, allow_blank=True, default="")
+    external_id = serializers.CharField(
+        max_length=MAX_EXTERNAL_ID, required=False, allow_blank=True, default=""
+    )
     kind = serializers.ChoiceField(choices=ItemKind.choices)
     input = JSONObjectField(required=False, default=dict)
     output = JSONObjectField(required=False, allow_null=True, default=None)
@@ -84,7 +86,9 @@ class SubmissionSerializer(StrictSerializer):
 
 def rule_summaries(snapshots: list[dict]) -> list[dict]:
     """The short form of matched-rule snapshots that submit and evaluate answer with."""
-    return [{"id": rule.get("id"), "name": rule.get("name"), "outcome": rule.get("outcome")} for rule in snapshots]
+    return [
+        {"id": rule.get("id"), "name": rule.get("name"), "outcome": rule.get("outcome")} for rule in snapshots
+    ]
 
 
 class MatchedRuleSerializer(serializers.Serializer):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from policies.engine import GateDecision, evaluate
+from reviews import outbox
 from reviews.exceptions import (
     AlreadyDecided,
     ClaimedByAnother,
@@ -52,6 +54,8 @@ from reviews.models import (
     RiskLevel,
 )
 
+logger = logging.getLogger(__name__)
+
 # The fields a state change may write; the submitted payload is never rewritten.
 STATE_FIELDS = [
     "status",
@@ -59,6 +63,7 @@ STATE_FIELDS = [
     "review_round",
     "entered_queue_at",
     "at_risk_at",
+    "at_risk_flagged_at",
     "due_at",
     "claimed_by",
     "claimed_at",
@@ -102,7 +107,9 @@ def create_integration(
         integration.full_clean()
     except ValidationError as exc:
         errors = exc.message_dict
-        raise InvalidInput("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors=errors) from exc
+        raise InvalidInput(
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors=errors
+        ) from exc
     integration.save()
     return integration, issue_api_key(integration=integration)
 
@@ -129,6 +136,7 @@ def _enter_queue(item: ReviewItem, queue: Queue, now: datetime) -> None:
     item.entered_queue_at = now
     item.due_at = now + queue.sla
     item.at_risk_at = now + queue.sla / 2
+    item.at_risk_flagged_at = None
     item.claimed_by = None
     item.claimed_at = None
     item.claim_expires_at = None
@@ -240,6 +248,8 @@ def _create_item(
         _approve_as_is(item, ItemStatus.AUTO_APPROVED, now)
     item._change_reason = f"submitted: {gate.outcome}"
     item.save(force_insert=True)
+    if item.is_final:
+        outbox.enqueue_consequences(item)
 
     if gate.spot_check_queue_id is not None:
         copy = ReviewItem(
@@ -583,6 +593,10 @@ def decide(
             item._change_reason = "first approval"
         item.save(update_fields=STATE_FIELDS)
 
+        if is_final:
+            outbox.enqueue_consequences(item)
+        if action == DecisionAction.REJECT:
+            logger.info("Item %s rejected by %s: %s", item.pk, user, justification)
         _raise_backlog_items(decision, codes)
         if action == DecisionAction.REJECT and item.is_spot_check:
             _incident_from_spot_check(item, decision)
@@ -685,6 +699,7 @@ def cancel(*, item: ReviewItem, integration: Integration) -> ReviewItem:
         _clear_claim(item)
         item._change_reason = "cancelled by the integration"
         item.save(update_fields=STATE_FIELDS)
+        outbox.enqueue_consequences(item)
     return item
 
 
@@ -712,7 +727,26 @@ def apply_timeout(*, item: ReviewItem, now: datetime | None = None) -> ReviewIte
             _clear_claim(item)
             item._change_reason = "SLA timeout: expired"
         item.save(update_fields=STATE_FIELDS)
+        if item.is_final:
+            outbox.enqueue_consequences(item)
     return item
+
+
+def flag_at_risk(*, now: datetime | None = None) -> int:
+    """Flag open items that have used half their SLA (once per pass through a queue)."""
+    now = now or timezone.now()
+    count = 0
+    for item_id in (
+        ReviewItem.objects.at_risk(now).filter(at_risk_flagged_at__isnull=True).values_list("pk", flat=True)
+    ):
+        with transaction.atomic():
+            item = _lock(ReviewItem(pk=item_id))
+            if item.is_at_risk(now) and item.at_risk_flagged_at is None:
+                item.at_risk_flagged_at = now
+                item._change_reason = "at risk: half the SLA has passed"
+                item.save(update_fields=["at_risk_flagged_at", "updated_at"])
+                count += 1
+    return count
 
 
 def apply_sla_timeouts(*, now: datetime | None = None) -> int:
@@ -751,3 +785,31 @@ def report_incident(
         reported_by=user,
         reported_by_integration=integration,
     )
+
+
+# --- Execution of approved actions (called by reviews.delivery) ------------------------------------
+
+
+def _set_execution(item: ReviewItem, status: str, reason: str) -> None:
+    item.execution_status = status
+    item._change_reason = reason
+    item.save(update_fields=["execution_status", "executed_action", "executed_at", "updated_at"])
+
+
+def start_execution(*, item: ReviewItem) -> None:
+    _set_execution(item, ExecutionStatus.RUNNING, "execution attempt started")
+
+
+def finish_execution(*, item: ReviewItem, executed_action: dict) -> None:
+    """The receiver acknowledged the action: record what was executed."""
+    item.executed_action = executed_action
+    item.executed_at = timezone.now()
+    _set_execution(item, ExecutionStatus.SUCCEEDED, "executed")
+
+
+def fail_execution(*, item: ReviewItem, reason: str) -> None:
+    _set_execution(item, ExecutionStatus.FAILED, f"execution failed: {reason}"[:100])
+
+
+def requeue_execution(*, item: ReviewItem) -> None:
+    _set_execution(item, ExecutionStatus.PENDING, "execution retried")

@@ -1,15 +1,31 @@
-"""Periodic and background work. Each task loads rows by id and calls one service."""
+"""Background work. Each task takes ids, loads rows and calls one service; all are
+safe to run twice (delivery takes a lease, sweeps re-check state under a lock)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from reviews import services
+from reviews import delivery, outbox, services
+
+
+@shared_task(name="reviews.deliver_message", acks_late=True, reject_on_worker_lost=True)
+def deliver_message(message_id: int) -> str:
+    return delivery.deliver(message_id)
+
+
+@shared_task(name="reviews.sweep_outbox")
+def sweep_outbox() -> int:
+    return outbox.sweep()
 
 
 @shared_task(name="reviews.expire_claims")
 def expire_claims() -> int:
     return services.expire_claims()
+
+
+@shared_task(name="reviews.flag_at_risk")
+def flag_at_risk() -> int:
+    return services.flag_at_risk()
 
 
 @shared_task(name="reviews.apply_sla_timeouts")

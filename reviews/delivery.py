@@ -1,0 +1,169 @@
+"""Delivering outbox messages: one attempt per call, safe to run twice.
+
+1. Take the message's lease with a conditional UPDATE (only while it is pending,
+   due, and nobody else's lease is live), so two workers handed the same
+   message never send it side by side.
+2. For an action, check the item again: still finally approved, not a spot
+   check, not executed yet, and the final action valid for its executor.
+3. Send outside any transaction; then record the attempt and the outcome.
+   A 2xx ends the message for good; otherwise it is retried with exponential
+   backoff and jitter until `max_attempts`, then marked failed.
+
+A worker killed mid-attempt leaves its lease to expire; the sweep then hands
+the message to another worker, which sends it again with the same
+`webhook-id` and `Idempotency-Key`, so the receiver applies it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from reviews import services
+from reviews.executors import ExecutionResult, InvalidAction, executor_for
+from reviews.models import APPROVED_STATUSES, DeliveryAttempt, ExecutionStatus, OutboxMessage
+from reviews.outbox import dispatch, due_messages
+from reviews.webhooks import post_signed
+
+logger = logging.getLogger(__name__)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential in the number of attempts so far, with jitter so retries spread out."""
+    ceiling = min(
+        settings.HITL_DELIVERY_BACKOFF_MAX_SECONDS,
+        settings.HITL_DELIVERY_BACKOFF_SECONDS * 2 ** (attempt - 1),
+    )
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def deliver(message_id: int) -> str:
+    """Make one attempt at a message; returns what happened, for logs and tests."""
+    now = timezone.now()
+    with transaction.atomic():
+        taken = (
+            due_messages(now)
+            .filter(pk=message_id)
+            .update(
+                lease_until=now + timedelta(seconds=settings.HITL_DELIVERY_LEASE_SECONDS),
+                attempts=F("attempts") + 1,
+            )
+        )
+        if not taken:
+            return "not due"
+        message = OutboxMessage.objects.select_related("item__integration").get(pk=message_id)
+        attempt = DeliveryAttempt.objects.create(message=message, number=message.attempts, started_at=now)
+        item = message.item
+        if message.kind == OutboxMessage.Kind.EXECUTE:
+            problem = execution_problem(message)
+            if problem:
+                _cancel(message, attempt, problem)
+                return "cancelled"
+            services.start_execution(item=item)
+
+    result = _send(message)
+
+    with transaction.atomic():
+        attempt.status_code = result.status_code
+        attempt.duration_ms = result.duration_ms
+        attempt.error = result.error
+        attempt.save(update_fields=["status_code", "duration_ms", "error"])
+        message = OutboxMessage.objects.select_for_update().select_related("item").get(pk=message_id)
+        message.lease_until = None
+        is_execution = message.kind == OutboxMessage.Kind.EXECUTE
+        if result.ok:
+            message.status = OutboxMessage.Status.DELIVERED
+            message.delivered_at = timezone.now()
+            message.last_error = ""
+            if is_execution:
+                services.finish_execution(
+                    item=message.item, executed_action=message.payload["data"]["action"]
+                )
+            outcome = "delivered"
+        elif message.attempts >= message.max_attempts:
+            message.status = OutboxMessage.Status.FAILED
+            message.last_error = result.error
+            if is_execution:
+                services.fail_execution(item=message.item, reason=result.error)
+            logger.warning("Giving up on %s after %s attempts: %s", message, message.attempts, result.error)
+            outcome = "failed"
+        else:
+            delay = backoff_seconds(message.attempts)
+            message.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+            message.dispatched_at = message.next_attempt_at
+            message.last_error = result.error
+            transaction.on_commit(lambda: dispatch([message_id], countdown=delay))
+            outcome = "retrying"
+        message.save()
+    return outcome
+
+
+def execution_problem(message: OutboxMessage) -> str:
+    """Why an action must not run now, or "" when it may."""
+    item = message.item
+    if item.status not in APPROVED_STATUSES:
+        return f"the item is {item.get_status_display().lower()}, not approved"
+    if item.is_spot_check:
+        return "spot checks are never executed"
+    if item.execution_status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
+        return f"execution is {item.get_execution_status_display().lower()}"
+    action = message.payload.get("data", {}).get("action")
+    if action != item.final_action:
+        return "the action to send differs from the approved one"
+    try:
+        executor_for(action).validate(action)
+    except InvalidAction as exc:
+        return f"the approved action is not valid: {exc}"
+    return ""
+
+
+def _cancel(message: OutboxMessage, attempt: DeliveryAttempt, problem: str) -> None:
+    logger.warning("Not executing %s: %s", message, problem)
+    attempt.error = f"not executed: {problem}"
+    attempt.save(update_fields=["error"])
+    message.status = OutboxMessage.Status.CANCELLED
+    message.lease_until = None
+    message.last_error = problem
+    message.save(update_fields=["status", "lease_until", "last_error"])
+    if message.item.execution_status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
+        services.fail_execution(item=message.item, reason=problem)
+
+
+def _send(message: OutboxMessage) -> ExecutionResult:
+    item = message.item
+    if message.kind == OutboxMessage.Kind.EXECUTE:
+        return executor_for(item.final_action).execute(item=item, message=message)
+    integration = item.integration
+    result = post_signed(
+        message.url,
+        payload=message.payload,
+        secrets=[integration.webhook_secret, integration.previous_webhook_secret],
+        msg_id=message.msg_id,
+        timeout=settings.HITL_DELIVERY_TIMEOUT_SECONDS,
+    )
+    return ExecutionResult(result.ok, result.status_code, result.duration_ms, result.error)
+
+
+def retry(*, message: OutboxMessage) -> OutboxMessage:
+    """Give a failed message another full set of attempts (admin action)."""
+    with transaction.atomic():
+        message = OutboxMessage.objects.select_for_update().select_related("item").get(pk=message.pk)
+        if message.status != OutboxMessage.Status.FAILED:
+            return message
+        now = timezone.now()
+        message.status = OutboxMessage.Status.PENDING
+        message.max_attempts = message.attempts + settings.HITL_DELIVERY_MAX_ATTEMPTS
+        message.next_attempt_at = now
+        message.dispatched_at = now
+        message.save()
+        if message.kind == OutboxMessage.Kind.EXECUTE:
+            services.requeue_execution(item=message.item)
+        message_id = message.pk
+        transaction.on_commit(lambda: dispatch([message_id]))
+    return message

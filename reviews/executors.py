@@ -1,0 +1,72 @@
+"""Executors carry out approved actions, one registered per `action.type`.
+
+The built-in `webhook` executor, the default for every type, posts the final
+action to the integration's `action_url`, signed like every webhook and with
+`Idempotency-Key: <item id>`, so a receiver that honours the key applies it
+exactly once however often it is delivered. Projects add their own with
+`register("payment.refund", MyExecutor())`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from reviews.models import OutboxMessage, ReviewItem
+from reviews.webhooks import post_signed
+
+
+class InvalidAction(ValueError):
+    """The final action cannot be executed as it stands."""
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    ok: bool
+    status_code: int | None
+    duration_ms: int
+    error: str = ""
+
+
+class Executor:
+    """Validate a final action, then carry it out; `execute` runs once per attempt."""
+
+    def validate(self, action: Any) -> None:
+        if not isinstance(action, dict) or not isinstance(action.get("type"), str) or not action["type"]:
+            raise InvalidAction("The action must be an object with a type.")
+        if not isinstance(action.get("params", {}), dict):
+            raise InvalidAction("The action's params must be an object.")
+
+    def execute(self, *, item: ReviewItem, message: OutboxMessage) -> ExecutionResult:
+        raise NotImplementedError
+
+
+class WebhookExecutor(Executor):
+    def execute(self, *, item: ReviewItem, message: OutboxMessage) -> ExecutionResult:
+        integration = item.integration
+        if not integration.action_url:
+            return ExecutionResult(False, None, 0, "The integration has no action_url to send the action to.")
+        result = post_signed(
+            integration.action_url,
+            payload=message.payload,
+            secrets=[integration.webhook_secret, integration.previous_webhook_secret],
+            msg_id=message.msg_id,
+            timeout=settings.HITL_DELIVERY_TIMEOUT_SECONDS,
+            extra_headers={"Idempotency-Key": str(item.pk)},
+        )
+        return ExecutionResult(result.ok, result.status_code, result.duration_ms, result.error)
+
+
+DEFAULT_EXECUTOR = WebhookExecutor()
+_registry: dict[str, Executor] = {}
+
+
+def register(action_type: str, executor: Executor) -> None:
+    _registry[action_type] = executor
+
+
+def executor_for(action: Any) -> Executor:
+    action_type = action.get("type") if isinstance(action, dict) else None
+    return _registry.get(action_type, DEFAULT_EXECUTOR)
