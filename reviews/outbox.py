@@ -71,9 +71,12 @@ def dispatch(message_ids: list[int], *, countdown: float | None = None) -> None:
     rows are committed and the sweep sends them once the broker is back."""
     from reviews.tasks import deliver_message  # tasks import the delivery services, which import this
 
+    eager = deliver_message.app.conf.task_always_eager
+    if countdown and eager:
+        return  # in-process tasks cannot wait: the sweep sends retries when they fall due
     for message_id in message_ids:
         try:
-            if countdown and not settings.CELERY_TASK_ALWAYS_EAGER:
+            if countdown:
                 deliver_message.apply_async((message_id,), countdown=countdown)
             else:
                 deliver_message.delay(message_id)
