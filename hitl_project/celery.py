@@ -14,9 +14,13 @@ app.autodiscover_tasks()
 
 # Every periodic job, in one place. Each is idempotent, so an overlap or a
 # second beat by mistake costs work, not correctness.
+# Intervals in seconds, overridable for tests and small deployments.
+SWEEP_SECONDS = float(os.environ.get("HITL_OUTBOX_SWEEP_SECONDS", "10"))
+SLA_SECONDS = float(os.environ.get("HITL_SLA_SWEEP_SECONDS", "30"))
+
 app.conf.beat_schedule = {
-    "sweep-outbox": {"task": "reviews.sweep_outbox", "schedule": 10.0},
-    "expire-claims": {"task": "reviews.expire_claims", "schedule": 30.0},
-    "flag-at-risk": {"task": "reviews.flag_at_risk", "schedule": 30.0},
-    "apply-sla-timeouts": {"task": "reviews.apply_sla_timeouts", "schedule": 30.0},
+    "sweep-outbox": {"task": "reviews.sweep_outbox", "schedule": SWEEP_SECONDS},
+    "expire-claims": {"task": "reviews.expire_claims", "schedule": SLA_SECONDS},
+    "flag-at-risk": {"task": "reviews.flag_at_risk", "schedule": SLA_SECONDS},
+    "apply-sla-timeouts": {"task": "reviews.apply_sla_timeouts", "schedule": SLA_SECONDS},
 }

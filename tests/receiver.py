@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -18,6 +20,7 @@ class Received:
     path: str
     headers: dict
     body: bytes
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def json(self) -> dict:
@@ -28,10 +31,9 @@ class Received:
 class Receiver:
     fail_first: int = 0
     status_on_failure: int = 500
+    delay: float = 0.0  # seconds between applying a request and answering it
     requests: list[Received] = field(default_factory=list)
     applied: dict[str, int] = field(default_factory=dict)  # Idempotency-Key -> times applied
-    acknowledged: set[str] = field(default_factory=set)
-    resent_after_ack: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -42,6 +44,8 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 status = receiver._handle(self.path, dict(self.headers.items()), body)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -50,7 +54,9 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
@@ -58,17 +64,14 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def _handle(self, path: str, headers: dict, body: bytes) -> int:
+        """Record the request and apply it (once per key); the answer follows after `delay`."""
         with self._lock:
             self.requests.append(Received(path, headers, body))
             if len(self.requests) <= self.fail_first:
                 return self.status_on_failure
             key = next((v for k, v in headers.items() if k.lower() == "idempotency-key"), None)
             if key is not None:
-                if key in self.acknowledged:
-                    self.resent_after_ack.append(key)
-                if key not in self.applied:
-                    self.applied[key] = 1
-                self.acknowledged.add(key)
+                self.applied.setdefault(key, 1)
             return 200
 
     def stop(self) -> None:

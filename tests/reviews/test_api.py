@@ -268,7 +268,9 @@ def test_a_body_just_under_the_limit_is_accepted(api, settings):
     assert api.post(ITEMS, body).status_code == 201
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
 def test_other_content_types_are_415(api, content_type):
     response = api.post(ITEMS, json.dumps(submission()), content_type=content_type)
     assert response.status_code == 415
@@ -394,7 +396,9 @@ def test_cancel_a_pending_item(api, review_all):
 
 def test_cancel_a_decided_item_is_409(api, review_all, reviewer):
     item_id = api.post(ITEMS, submission()).json()["id"]
-    services.decide(item=ReviewItem.objects.get(pk=item_id), user=reviewer, action="approve", justification="ok")
+    services.decide(
+        item=ReviewItem.objects.get(pk=item_id), user=reviewer, action="approve", justification="ok"
+    )
     response = api.post(f"{ITEMS}{item_id}/cancel/")
     assert response.status_code == 409
     assert response.json() == {"detail": "This item is already approved.", "code": "already_decided"}
@@ -429,7 +433,8 @@ def test_evaluate_validates_like_submit(api):
 def test_integration_reports_an_incident_on_its_item(api, review_all):
     item_id = api.post(ITEMS, submission()).json()["id"]
     response = api.post(
-        "/api/v1/incidents/", {"item": item_id, "severity": "high", "description": "Customer got wrong hours."}
+        "/api/v1/incidents/",
+        {"item": item_id, "severity": "high", "description": "Customer got wrong hours."},
     )
     assert response.status_code == 201
     assert response.json()["source"] == "integration"
@@ -485,7 +490,12 @@ def test_schema_and_docs_are_served_without_a_cdn(client, db):
     schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    assert {"/api/v1/items/", "/api/v1/items/{id}/", "/api/v1/items/{id}/cancel/", "/api/v1/evaluate/"} <= set(paths)
+    assert {
+        "/api/v1/items/",
+        "/api/v1/items/{id}/",
+        "/api/v1/items/{id}/cancel/",
+        "/api/v1/evaluate/",
+    } <= set(paths)
     docs = client.get("/api/v1/docs/")
     assert docs.status_code == 200
     html = docs.content.decode()

@@ -154,9 +154,13 @@ def test_an_edited_action_sends_the_edit_and_keeps_the_proposal(wired, review_al
     item = submit_action(wired)
     edited = {"type": "payment.refund", "params": {"order": "1182", "amount": 42.0, "currency": "EUR"}}
     services.decide(
-        item=item, user=reviewer, action="edit", justification="Partial refund.", reason_codes=["factual_error"],
+        item=item,
+        user=reviewer,
+        action="edit",
+        justification="Partial refund.",
+        reason_codes=["factual_error"],
         edited_action=edited,
-    )  # fmt: skip
+    )
     delivery.deliver(message(item, "execute").pk)
     item.refresh_from_db()
     assert receiver.requests[0].json["data"]["action"] == edited
