@@ -11,14 +11,18 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
+from reviews import delivery
 from reviews.models import (
     ApiKey,
     BacklogItem,
     Decision,
+    DeliveryAttempt,
     Incident,
     Integration,
+    OutboxMessage,
     Queue,
     ReasonCode,
     ReviewItem,
@@ -142,8 +146,49 @@ class ReviewItemAdmin(ReadOnlyHistoryAdmin):
     date_hierarchy = "created_at"
     inlines = [DecisionInline]
     readonly_fields = [
-        field.name for field in ReviewItem._meta.get_fields() if field.concrete and not field.many_to_many
+        *(field.name for field in ReviewItem._meta.get_fields() if field.concrete and not field.many_to_many),
+        "deliveries",
     ]
+    actions = ["retry_failed_deliveries"]
+
+    @admin.display(description="Deliveries (callbacks and action execution)")
+    def deliveries(self, item):
+        attempts = (
+            DeliveryAttempt.objects.filter(message__item=item)
+            .select_related("message")
+            .order_by("message__kind", "number")
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    attempt.message.get_kind_display(),
+                    attempt.number,
+                    attempt.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    attempt.status_code or "–",
+                    f"{attempt.duration_ms} ms" if attempt.duration_ms is not None else "no answer",
+                    attempt.error or "",
+                )
+                for attempt in attempts
+            ),
+        )
+        if not rows:
+            return "No deliveries yet."
+        columns = ("Kind", "Attempt", "Started", "Status", "Latency", "Error")
+        head = format_html_join("", "<th>{}</th>", ((column,) for column in columns))
+        return format_html("<table><tr>{}</tr>{}</table>", head, rows)
+
+    @admin.action(description="Retry failed deliveries of the selected items", permissions=["retry"])
+    def retry_failed_deliveries(self, request, queryset):
+        retried = 0
+        for message in OutboxMessage.objects.filter(item__in=queryset, status=OutboxMessage.Status.FAILED):
+            delivery.retry(message=message)
+            retried += 1
+        self.message_user(request, f"Retrying {retried} failed delivery(ies).", messages.SUCCESS)
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("reviews.change_outboxmessage")
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -159,6 +204,56 @@ class ReviewItemAdmin(ReadOnlyHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "started_at", "status_code", "duration_ms", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "item", "kind", "status", "attempts", "next_attempt_at", "last_error"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["item"]
+    search_fields = ["=msg_id", "=item__id"]
+    show_full_result_count = False
+    fields = [
+        "item", "kind", "msg_id", "url", "status", "attempts", "max_attempts", "next_attempt_at",
+        "delivered_at", "last_error", "payload", "created_at",
+    ]  # fmt: skip
+    readonly_fields = fields
+    inlines = [DeliveryAttemptInline]
+    actions = ["retry"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        # Those who may retry deliveries (policy admins) operate all of them.
+        if sees_everything(request.user) or request.user.has_perm("reviews.change_outboxmessage"):
+            return queryset
+        return queryset.filter(item__in=ReviewItem.objects.reviewable_by(request.user))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Retry the selected failed deliveries", permissions=["change"])
+    def retry(self, request, queryset):
+        failed = list(queryset.filter(status=OutboxMessage.Status.FAILED))
+        for message in failed:
+            delivery.retry(message=message)
+        self.message_user(request, f"Retrying {len(failed)} failed delivery(ies).", messages.SUCCESS)
 
 
 @admin.register(Decision)

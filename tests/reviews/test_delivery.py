@@ -347,3 +347,33 @@ def test_an_item_is_flagged_at_risk_once_at_half_its_sla(integration, review_all
     item.refresh_from_db()
     assert item.at_risk_flagged_at == item.at_risk_at
     assert ReviewItem.history.filter(id=item.pk, history_change_reason__startswith="at risk").exists()
+
+
+# --- Admin ------------------------------------------------------------------------------------------------
+
+
+def test_attempts_show_on_the_item_and_failures_are_retried_from_the_admin(
+    client, wired, review_all, reviewer, receiver, settings, policy_admin, compliance
+):
+    settings.HITL_DELIVERY_MAX_ATTEMPTS = 1
+    receiver.fail_first = 1
+    item = submit_action(wired)
+    approve(item, reviewer)
+    msg = message(item, "execute")
+    assert delivery.deliver(msg.pk) == "failed"
+
+    client.force_login(compliance)
+    page = client.get(f"/admin/reviews/reviewitem/{item.pk}/change/").content.decode()
+    assert "Execute action" in page and "HTTP 500" in page
+    changelist = "/admin/reviews/outboxmessage/"
+    refused = client.post(changelist, {"action": "retry", "index": 0, "select_across": 0, "_selected_action": [msg.pk]})
+    assert refused.status_code == 200  # the action is not offered to compliance
+    assert message(item, "execute").status == OutboxMessage.Status.FAILED
+
+    client.force_login(policy_admin)
+    response = client.post(changelist, {"action": "retry", "index": 0, "select_across": 0, "_selected_action": [msg.pk]})
+    assert response.status_code == 302
+    msg.refresh_from_db()
+    item.refresh_from_db()
+    assert msg.status == OutboxMessage.Status.PENDING and msg.max_attempts == 2
+    assert item.execution_status == ExecutionStatus.PENDING
