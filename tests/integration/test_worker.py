@@ -21,7 +21,7 @@ from reviews.models import ExecutionStatus, ItemStatus, OutboxMessage, ReviewIte
 from reviews.webhooks import verify
 from tests.conftest import make_reviewer
 from tests.factories import GateRuleFactory, QueueFactory, ReasonCodeFactory, action_submission, submission
-from tests.integration.conftest import wait_until
+from tests.processes import wait_until
 
 pytestmark = [
     pytest.mark.postgres,
