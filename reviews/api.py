@@ -105,6 +105,24 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return scoped_items(self.request)
 
     @extend_schema(
+        responses={
+            200: ItemSerializer(many=True),
+            404: OpenApiResponse(description="Invalid cursor"),
+            **ERROR_RESPONSES,
+        }
+    )
+    def list(self, request, *args, **kwargs):
+        """Items the caller may see, newest first, filtered and cursor-paginated."""
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        responses={200: ItemSerializer, 404: OpenApiResponse(description="No such item"), **ERROR_RESPONSES}
+    )
+    def retrieve(self, request, *args, **kwargs):
+        """One item with its decisions and execution status."""
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
         request=SubmissionSerializer,
         parameters=[IDEMPOTENCY_HEADER],
         responses={

@@ -299,10 +299,35 @@ def test_list_filters(api, review_all):
 
 
 @pytest.mark.parametrize(
-    "params", [{"status": "nope"}, {"created_after": "yesterday"}, {"kind": "poem"}, {"cursor": "garbage"}]
+    "params",
+    [
+        {"status": "nope"},
+        {"created_after": "yesterday"},
+        {"kind": "poem"},
+        {"created_after": "0001-01-01T00:00:00+01:00"},
+        {"created_before": "9999-12-31T23:59:59-01:00"},
+    ],
 )
-def test_bad_filters_are_4xx(api, params):
-    assert api.get(ITEMS, params).status_code in (400, 404)
+def test_bad_filters_are_400(api, params):
+    response = api.get(ITEMS, params)
+    assert response.status_code == 400
+    assert set(response.json()) <= {"status", "created_after", "created_before", "kind"}
+
+
+def test_an_invalid_cursor_is_404_with_a_code(api):
+    response = api.get(ITEMS, {"cursor": "garbage"})
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_offsets_postgresql_refuses_are_normalised_to_utc(api, review_all):
+    api.post(ITEMS, submission())
+    response = api.get(ITEMS, {"created_before": "2999-06-01T12:00:00-19:03"})
+    assert response.status_code == 200 and len(response.json()["results"]) == 1
+
+
+def test_missing_items_do_not_name_the_model(api):
+    body = api.get(f"{ITEMS}{uuid.uuid4()}/").json()
+    assert body == {"detail": "Not found.", "code": "not_found"}
 
 
 def test_list_paginates_with_a_cursor(api, review_all):
