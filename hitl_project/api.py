@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.urls import path
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from django.urls import path
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter

@@ -20,7 +20,9 @@ class UTCDateTimeField(IsoDateTimeField):
         try:
             return value.astimezone(UTC)
         except (OverflowError, ValueError) as exc:
-            raise forms.ValidationError("Enter a date and time between years 1 and 9999.", code="invalid") from exc
+            raise forms.ValidationError(
+                "Enter a date and time between years 1 and 9999.", code="invalid"
+            ) from exc
 
 
 class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):

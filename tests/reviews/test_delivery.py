@@ -366,12 +366,16 @@ def test_attempts_show_on_the_item_and_failures_are_retried_from_the_admin(
     page = client.get(f"/admin/reviews/reviewitem/{item.pk}/change/").content.decode()
     assert "Execute action" in page and "HTTP 500" in page
     changelist = "/admin/reviews/outboxmessage/"
-    refused = client.post(changelist, {"action": "retry", "index": 0, "select_across": 0, "_selected_action": [msg.pk]})
+    refused = client.post(
+        changelist, {"action": "retry", "index": 0, "select_across": 0, "_selected_action": [msg.pk]}
+    )
     assert refused.status_code == 200  # the action is not offered to compliance
     assert message(item, "execute").status == OutboxMessage.Status.FAILED
 
     client.force_login(policy_admin)
-    response = client.post(changelist, {"action": "retry", "index": 0, "select_across": 0, "_selected_action": [msg.pk]})
+    response = client.post(
+        changelist, {"action": "retry", "index": 0, "select_across": 0, "_selected_action": [msg.pk]}
+    )
     assert response.status_code == 302
     msg.refresh_from_db()
     item.refresh_from_db()
