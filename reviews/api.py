@@ -10,6 +10,7 @@ import uuid
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -23,13 +24,17 @@ from policies.engine import evaluate
 from reviews import services
 from reviews.authentication import integration_of
 from reviews.filters import ItemFilter
-from reviews.models import Decision, ReviewItem
+from reviews.models import Decision, Queue, ReviewItem
 from reviews.permissions import IsIntegration, IsReviewer, IsStaffReader, sees_everything
+from reviews.selectors import queue_overview
 from reviews.serializers import (
+    DecisionInputSerializer,
+    DecisionResultSerializer,
     EvaluateResponseSerializer,
     IncidentInputSerializer,
     IncidentSerializer,
     ItemSerializer,
+    QueueSummarySerializer,
     SubmissionSerializer,
     SubmitResponseSerializer,
     rule_summaries,
@@ -99,6 +104,8 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_permissions(self):
         if self.action in ("create", "cancel"):
             return [IsIntegration()]
+        if self.action in ("release", "decisions"):
+            return [IsReviewer()]
         return [(IsIntegration | IsStaffReader)()]
 
     def get_queryset(self):
@@ -160,6 +167,89 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         """Withdraw an item while it is pending or in review."""
         item = services.cancel(item=self.get_object(), integration=integration_of(request))
         return Response(ItemSerializer(self.get_queryset().get(pk=item.pk)).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: ItemSerializer,
+            404: OpenApiResponse(description="No such item in your queues"),
+            409: OpenApiResponse(description="Not claimed, or claimed by someone else"),
+            **ERROR_RESPONSES,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        """Give a claim back; the item is pending again for anyone."""
+        item = services.release(item=self.get_object(), user=request.user)
+        return Response(ItemSerializer(self.get_queryset().get(pk=item.pk)).data)
+
+    @extend_schema(
+        request=DecisionInputSerializer,
+        responses={
+            201: DecisionResultSerializer,
+            404: OpenApiResponse(description="No such item in your queues"),
+            409: OpenApiResponse(description="Already decided, or claimed by someone else"),
+            **ERRORS_WITH_BODY,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def decisions(self, request, pk=None):
+        """Approve, edit, reject or escalate (an unclaimed item is claimed implicitly)."""
+        item = self.get_object()
+        body = DecisionInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        decision = services.decide(
+            item=item,
+            user=request.user,
+            action=data["action"],
+            justification=data["justification"],
+            reason_codes=data["reason_codes"],
+            edited_output=data["edited_output"],
+            edited_action=data["edited_action"],
+            checklist=data["checklist"],
+            escalate_to=data["escalate_to"] or None,
+        )
+        item = self.get_queryset().get(pk=item.pk)
+        return Response(
+            DecisionResultSerializer(decision, context={"item": item}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class QueueViewSet(viewsets.GenericViewSet):
+    """Queues for reviewers: what waits where, and the next item to take."""
+
+    permission_classes = [IsReviewer]
+    lookup_field = "slug"
+    serializer_class = QueueSummarySerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return queue_overview(self.request.user)
+
+    @extend_schema(responses={200: QueueSummarySerializer(many=True), **ERROR_RESPONSES})
+    def list(self, request):
+        """The queues the caller may review, with pending work and SLA breaches."""
+        context = {"now": timezone.now()}
+        return Response(QueueSummarySerializer(self.get_queryset(), many=True, context=context).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: ItemSerializer,
+            204: OpenApiResponse(description="Nothing to review in this queue"),
+            404: OpenApiResponse(description="No such queue among yours"),
+            **ERROR_RESPONSES,
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="claim-next")
+    def claim_next(self, request, slug=None):
+        """Claim the next item (priority, then deadline, then age) with a lease."""
+        queue = get_object_or_404(Queue.objects.reviewable_by(request.user), slug=slug)
+        item = services.claim_next(queue=queue, user=request.user)
+        if item is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(ItemSerializer(scoped_items(request).get(pk=item.pk)).data)
 
 
 class EvaluateView(APIView):

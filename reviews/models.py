@@ -164,7 +164,9 @@ class QueueQuerySet(models.QuerySet):
         if user.is_superuser:
             return self.all()
         has_role = models.Exists(Group.objects.filter(name=REVIEWERS_GROUP, user=user))
-        return self.filter(has_role, reviewer_groups__user=user).distinct()
+        # A subquery, not a join: no duplicate rows to spoil counts annotated on top.
+        member_of = self.model.reviewer_groups.through.objects.filter(group__user=user).values("queue_id")
+        return self.filter(has_role, pk__in=member_of)
 
 
 class Queue(models.Model):

@@ -6,7 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from reviews.models import Decision, Incident, ItemKind, ReviewItem
+from reviews.models import Decision, DecisionAction, Incident, ItemKind, ReviewItem
 from reviews.webhooks import UnsafeURL, check_outbound_url
 
 MAX_EXTERNAL_ID = 255
@@ -190,3 +190,44 @@ class IncidentSerializer(serializers.ModelSerializer):
         model = Incident
         fields = ["id", "item", "severity", "description", "source", "status", "created_at"]
         read_only_fields = fields
+
+
+class QueueSummarySerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    sla_minutes = serializers.IntegerField()
+    required_approvals = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    in_review = serializers.IntegerField()
+    at_risk = serializers.IntegerField()
+    oldest_pending_seconds = serializers.SerializerMethodField()
+    sla_breaches = serializers.IntegerField()
+
+    def get_oldest_pending_seconds(self, queue) -> int | None:
+        if queue.oldest_entered_at is None:
+            return None
+        return max(0, int((self.context["now"] - queue.oldest_entered_at).total_seconds()))
+
+
+class DecisionInputSerializer(StrictSerializer):
+    action = serializers.ChoiceField(choices=DecisionAction.choices)
+    justification = serializers.CharField(max_length=10_000, allow_blank=True, trim_whitespace=False)
+    reason_codes = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list, max_length=50
+    )
+    edited_output = JSONObjectField(required=False, allow_null=True, default=None)
+    edited_action = JSONObjectField(required=False, allow_null=True, default=None)
+    checklist = serializers.ListField(
+        child=serializers.JSONField(), required=False, default=list, max_length=100
+    )
+    escalate_to = serializers.SlugField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class DecisionResultSerializer(DecisionSerializer):
+    item = serializers.SerializerMethodField()
+
+    class Meta(DecisionSerializer.Meta):
+        fields = ["id", *DecisionSerializer.Meta.fields, "item"]
+
+    def get_item(self, decision) -> dict:
+        return ItemSerializer(self.context["item"]).data

@@ -1,0 +1,28 @@
+"""Reads shared by the admin workspace and the API; aggregates run in the database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
+
+from reviews.models import OPEN_STATUSES, ItemStatus, Queue
+
+
+def queue_overview(user, now: datetime | None = None) -> QuerySet[Queue]:
+    """The queues `user` may review, each with its workload in one query:
+    `pending`, `in_review`, `at_risk`, `sla_breaches` and `oldest_entered_at`."""
+    now = now or timezone.now()
+    open_items = Q(items__status__in=OPEN_STATUSES)
+    return (
+        Queue.objects.reviewable_by(user)
+        .annotate(
+            pending=Count("items", filter=Q(items__status=ItemStatus.PENDING)),
+            in_review=Count("items", filter=Q(items__status=ItemStatus.IN_REVIEW)),
+            at_risk=Count("items", filter=open_items & Q(items__at_risk_at__lte=now, items__due_at__gt=now)),
+            sla_breaches=Count("items", filter=open_items & Q(items__due_at__lte=now)),
+            oldest_entered_at=Min("items__entered_queue_at", filter=open_items),
+        )
+        .order_by("name")
+    )
