@@ -10,12 +10,13 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from reviews.api import EvaluateView, IncidentView, ItemViewSet
+from reviews.api import EvaluateView, IncidentView, ItemViewSet, QueueViewSet
 from reviews.exceptions import DomainError
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("items", ItemViewSet, basename="item")
+router.register("queues", QueueViewSet, basename="queue")
 
 urlpatterns = [
     *router.urls,
