@@ -32,8 +32,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
+# Benchmarks print figures; they need PostgreSQL (the local one unless DATABASE_URL says otherwise).
 bench: $(STAMP)
-	$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+		$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles

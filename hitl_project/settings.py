@@ -260,6 +260,10 @@ HITL_INTEGRATION_RATE = os.environ.get("HITL_INTEGRATION_RATE", "6000/minute")
 HITL_STAFF_RATE = os.environ.get("HITL_STAFF_RATE", "600/minute")
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(HITL_MAX_SUBMISSION_BYTES, 2_621_440)
 
+# How often each process checks whether gate rules changed (seconds): a rule edit
+# applies everywhere within this time; in between, the gate costs no query.
+HITL_RULES_REFRESH_SECONDS = float(os.environ.get("HITL_RULES_REFRESH_SECONDS", "1"))
+
 # Delivery of callbacks and actions (reviews.delivery).
 HITL_DELIVERY_MAX_ATTEMPTS = env_int("HITL_DELIVERY_MAX_ATTEMPTS", 8)
 HITL_DELIVERY_BACKOFF_SECONDS = env_int("HITL_DELIVERY_BACKOFF_SECONDS", 10)

@@ -14,12 +14,14 @@ import functools
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import re2
+from django.conf import settings
 from django.db.models import Count, Max
 
 from policies.models import MAX_PATTERN_LENGTH, GateRule, Match, Mode, Operator, Outcome
@@ -51,6 +53,9 @@ class GateDecision:
     risk_level: str = ""
     matched_rules: list[dict] = field(default_factory=list)
     shadow_matches: list[dict] = field(default_factory=list)
+    # The Queue rows as loaded with the rules, so placing an item costs no query.
+    queue: Any = field(default=None, compare=False, repr=False)
+    spot_check_queue: Any = field(default=None, compare=False, repr=False)
 
 
 # --- Comparing JSON values -------------------------------------------------------------
@@ -228,6 +233,7 @@ class CompiledRule:
     risk_level: str
     queue_id: int | None
     queue_slug: str | None
+    queue: Any
     snapshot: dict
     checks: tuple[Check, ...]
 
@@ -265,6 +271,7 @@ def compile_rule(rule: GateRule, conditions: Iterable[Any]) -> CompiledRule:
         risk_level=rule.risk_level,
         queue_id=rule.queue_id,
         queue_slug=rule.queue.slug if rule.queue_id else None,
+        queue=rule.queue if rule.queue_id else None,
         snapshot=rule.snapshot(),
         checks=tuple(checks),
     )
@@ -302,6 +309,8 @@ def decide(
         queue_slug=winner.queue_slug if review else None,
         spot_check_queue_id=winner.queue_id if spot_check else None,
         spot_check_queue_slug=winner.queue_slug if spot_check else None,
+        queue=winner.queue if review else None,
+        spot_check_queue=winner.queue if spot_check else None,
         risk_level=max((r.risk_level for r in enforced), key=lambda level: RISK_RANK.get(level, 0)),
         matched_rules=[dict(r.snapshot) for r in enforced],
         shadow_matches=shadow,
@@ -329,7 +338,7 @@ def _conditions_of(rule: GateRule) -> Iterable[Any]:
 # --- The per-process cache -------------------------------------------------------------
 
 _lock = threading.Lock()
-_cache: tuple[tuple, list[CompiledRule]] | None = None
+_cache: _Cached | None = None
 
 
 def rules_revision() -> tuple:
@@ -355,14 +364,28 @@ def load_rules() -> list[CompiledRule]:
 
 
 def evaluate(submission: Any, *, item_id: Any, integration_slug: str) -> GateDecision:
-    """The gate's decision on a submission: one query when the cached rules are current."""
+    """The gate's decision on a submission.
+
+    The revision query runs at most every HITL_RULES_REFRESH_SECONDS per process
+    (a rule edit reaches every process within that time), and the rules are
+    reloaded only when it changed; in between, evaluating costs no query.
+    """
     global _cache
-    revision = rules_revision()
+    now = time.monotonic()
     with _lock:
         cached = _cache
-    if cached is None or cached[0] != revision:
+    if cached is None or now - cached.checked_at >= settings.HITL_RULES_REFRESH_SECONDS:
+        revision = rules_revision()
         # Loaded after reading the revision, so the rules are at least that recent.
-        cached = (revision, load_rules())
+        rules = cached.rules if cached is not None and cached.revision == revision else load_rules()
+        cached = _Cached(revision, rules, now)
         with _lock:
             _cache = cached
-    return decide(cached[1], submission, item_id=item_id, integration_slug=integration_slug)
+    return decide(cached.rules, submission, item_id=item_id, integration_slug=integration_slug)
+
+
+@dataclass(frozen=True)
+class _Cached:
+    revision: tuple
+    rules: list[CompiledRule]
+    checked_at: float

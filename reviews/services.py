@@ -161,20 +161,15 @@ def submit_item(
 ) -> SubmitResult:
     """Store a submission and apply the gate to it.
 
-    1. A known `Idempotency-Key` with the same body returns the first item
-       (`created=False`); with another body it raises `IdempotencyMismatch`.
-    2. The gate engine decides: blocked, auto-approved, held in a queue, or
+    1. The gate engine decides: blocked, auto-approved, held in a queue, or
        auto-approved with a spot-check copy in a queue.
-    3. The insert relies on the unique (integration, idempotency_key)
-       constraint, so two racing duplicates produce one item: the loser's
-       insert fails and it returns the winner's item.
+    2. The item is inserted straight away. A known `Idempotency-Key` hits the
+       unique (integration, idempotency_key) constraint: the insert is rolled
+       back and the first item returned (`created=False`), or
+       `IdempotencyMismatch` raised when the body differs. Replays and racing
+       duplicates take the same path, and first submissions pay no lookup.
     """
     fingerprint = request_fingerprint(payload) if idempotency_key else ""
-    if idempotency_key:
-        existing = _replay(integration, idempotency_key, fingerprint)
-        if existing is not None:
-            return SubmitResult(existing, created=False)
-
     item_id = uuid.uuid4()
     gate = evaluate(payload, item_id=item_id, integration_slug=integration.slug)
     try:
@@ -240,7 +235,7 @@ def _create_item(
         created_at=now,
     )
     if gate.status == ItemStatus.PENDING:
-        _enter_queue(item, Queue.objects.get(pk=gate.queue_id), now)
+        _enter_queue(item, gate.queue or Queue.objects.get(pk=gate.queue_id), now)
     elif gate.status == ItemStatus.BLOCKED:
         item.status = ItemStatus.BLOCKED
         item.decided_at = now
@@ -269,7 +264,7 @@ def _create_item(
             spot_check_of=item,
             created_at=now,
         )
-        _enter_queue(copy, Queue.objects.get(pk=gate.spot_check_queue_id), now)
+        _enter_queue(copy, gate.spot_check_queue or Queue.objects.get(pk=gate.spot_check_queue_id), now)
         copy._change_reason = "spot check of an auto-approved item"
         copy.save(force_insert=True)
     return item

@@ -121,3 +121,9 @@ def other_integration(db):
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _rules_apply_at_once(settings):
+    """Tests edit rules and evaluate right after; production rechecks every second."""
+    settings.HITL_RULES_REFRESH_SECONDS = 0

@@ -449,6 +449,25 @@ def test_a_warm_cache_costs_one_query_per_evaluation(django_assert_num_queries):
         assert gate(action_submission()).outcome == "review"
 
 
+def test_between_refreshes_the_gate_costs_no_query_and_edits_wait_for_the_next(
+    settings, django_assert_num_queries, monkeypatch
+):
+    from policies import engine
+
+    settings.HITL_RULES_REFRESH_SECONDS = 60
+    clock = [1000.0]
+    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
+    rule = rule_with("signals.confidence", "lt", 0.99, outcome="review")
+    engine._cache = None
+    gate(submission())
+    rule.enabled = False
+    rule.save()
+    with django_assert_num_queries(0):
+        assert gate(submission()).outcome == "review"  # the edit is not seen yet
+    clock[0] += 60
+    assert gate(submission()).outcome == "auto_approve"  # seen at the next refresh
+
+
 # --- Validation at edit time --------------------------------------------------------------
 
 
