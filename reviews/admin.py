@@ -7,14 +7,22 @@ for everyone, superusers included.
 
 from __future__ import annotations
 
+import uuid
+
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from reviews import delivery
+from reviews import delivery, services
+from reviews.exceptions import DomainError
 from reviews.models import (
     ApiKey,
     BacklogItem,
@@ -28,6 +36,7 @@ from reviews.models import (
     ReviewItem,
 )
 from reviews.permissions import sees_everything
+from reviews.workspace import workspace_urls
 
 admin.site.site_header = "HITL review gates"
 admin.site.site_title = "HITL review gates"
@@ -121,6 +130,19 @@ class ApiKeyAdmin(ReadOnlyHistoryAdmin):
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
 
+class BulkApproveForm(forms.Form):
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded on every approved item. Checklists count as ticked.",
+    )
+
+    def clean_justification(self):
+        value = self.cleaned_data["justification"].strip()
+        if not value:
+            raise forms.ValidationError("A justification is required.")
+        return value
+
+
 class DecisionInline(admin.TabularInline):
     model = Decision
     extra = 0
@@ -136,20 +158,140 @@ class DecisionInline(admin.TabularInline):
         return False
 
 
+class QueueFilter(admin.SimpleListFilter):
+    """Only the queues the user may see, so a filter never reveals other queues' names."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        queues = (
+            Queue.objects.all()
+            if sees_everything(request.user)
+            else Queue.objects.reviewable_by(request.user)
+        )
+        return [(queue.slug, queue.name) for queue in queues.order_by("name")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(queue__slug=self.value()) if self.value() else queryset
+
+
+class SlaFilter(admin.SimpleListFilter):
+    title = "SLA"
+    parameter_name = "sla"
+
+    def lookups(self, request, model_admin):
+        return [("at_risk", "At risk (half the SLA used)"), ("overdue", "Past the deadline")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "at_risk":
+            return queryset.at_risk()
+        if self.value() == "overdue":
+            return queryset.overdue()
+        return queryset
+
+
+class ReviewerFilter(admin.SimpleListFilter):
+    """Items a reviewer decided or holds, among the reviewers of the user's queues."""
+
+    title = "reviewer"
+    parameter_name = "reviewer"
+
+    def lookups(self, request, model_admin):
+        users = get_user_model().objects.filter(decisions__isnull=False).distinct().order_by("username")
+        if not sees_everything(request.user):
+            users = users.filter(decisions__queue__in=Queue.objects.reviewable_by(request.user))
+        return [(str(user.pk), user.get_username()) for user in users[:200]]
+
+    def queryset(self, request, queryset):
+        if not (self.value() or "").isdigit():
+            return queryset
+        reviewer = int(self.value())
+        decided = Decision.objects.filter(item=OuterRef("pk"), reviewer_id=reviewer)
+        return queryset.filter(Q(claimed_by_id=reviewer) | Exists(decided))
+
+
 @admin.register(ReviewItem)
 class ReviewItemAdmin(ReadOnlyHistoryAdmin):
-    list_display = ["__str__", "queue", "status", "risk_level", "kind", "integration", "due_at", "claimed_by"]
-    list_filter = ["status", "queue", "risk_level", "kind", "execution_status"]
+    list_display = [
+        "__str__", "review_link", "queue", "status", "risk_level", "kind", "integration", "sla", "claimed_by",
+        "created_at",
+    ]  # fmt: skip
+    list_filter = [QueueFilter, "status", "risk_level", SlaFilter, ReviewerFilter, "kind", "execution_status"]
     list_select_related = ["queue", "integration", "claimed_by"]
-    search_fields = ["=id", "external_id"]
+    search_fields = ["external_id", "output__text", "input__prompt"]
+    search_help_text = "External id, prompt or output text; paste an item id to find it exactly."
     show_full_result_count = False
     date_hierarchy = "created_at"
+    list_per_page = 50
     inlines = [DecisionInline]
     readonly_fields = [
         *(field.name for field in ReviewItem._meta.get_fields() if field.concrete and not field.many_to_many),
         "deliveries",
     ]
-    actions = ["retry_failed_deliveries"]
+    actions = ["bulk_approve", "retry_failed_deliveries"]
+
+    @admin.display(description="Open")
+    def review_link(self, item):
+        return format_html('<a href="{}">Review</a>', reverse("admin:reviews_review", args=[item.pk]))
+
+    @admin.display(description="SLA", ordering="due_at")
+    def sla(self, item):
+        if item.is_overdue():
+            return format_html('<span class="sla-overdue" style="color:#ba2121">{}</span>', "overdue")
+        if item.is_at_risk():
+            return format_html('<span class="sla-at-risk" style="color:#b36b00">{}</span>', "at risk")
+        return item.due_at.strftime("%Y-%m-%d %H:%M") if item.due_at else "–"
+
+    def get_search_results(self, request, queryset, search_term):
+        try:
+            return queryset.filter(pk=uuid.UUID(search_term.strip())), False
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+
+    @admin.action(description="Approve the selected items (low-risk queues only)", permissions=["review"])
+    def bulk_approve(self, request, queryset):
+        """One justification for many items, only in queues an admin marked for bulk approval."""
+        items = list(queryset.select_related("queue"))
+        refused = [item for item in items if not (item.queue and item.queue.bulk_approve_allowed)]
+        if refused:
+            self.message_user(
+                request,
+                f"{len(refused)} selected item(s) are in queues without bulk approval; nothing was approved.",
+                messages.ERROR,
+            )
+            return None
+        form = BulkApproveForm(request.POST if "justification" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            approved, failed = 0, []
+            for item in items:
+                try:
+                    services.decide(
+                        item=item,
+                        user=request.user,
+                        action="approve",
+                        justification=form.cleaned_data["justification"],
+                        checklist=[True] * len(item.queue.checklist),
+                    )
+                    approved += 1
+                except DomainError as exc:
+                    failed.append(f"{item}: {exc.detail}")
+            self.message_user(request, f"Approved {approved} item(s).", messages.SUCCESS)
+            for failure in failed:
+                self.message_user(request, failure, messages.WARNING)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Approve the selected items",
+            "items": items,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/reviews/reviewitem/bulk_approve.html", context)
+
+    def has_review_permission(self, request) -> bool:
+        return Queue.objects.reviewable_by(request.user).exists()
 
     @admin.display(description="Deliveries (callbacks and action execution)")
     def deliveries(self, item):
@@ -189,6 +331,9 @@ class ReviewItemAdmin(ReadOnlyHistoryAdmin):
 
     def has_retry_permission(self, request) -> bool:
         return request.user.has_perm("reviews.change_outboxmessage")
+
+    def get_urls(self):
+        return [*workspace_urls(self), *super().get_urls()]
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

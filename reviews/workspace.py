@@ -1,0 +1,635 @@
+"""The reviewer workspace (SPEC section 5): queue overview, review page, decisions.
+
+Extra admin views, mounted by `ReviewItemAdmin.get_urls()` through
+`workspace_urls()`. Each view checks who may see and who may act itself (a
+hidden button is not a permission), and every change of state goes through
+`reviews.services`, exactly as the API does.
+
+Submitted payloads are untrusted: they are turned into plain strings and rows
+here and the templates autoescape all of them; nothing is marked safe.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from reviews import selectors, services
+from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
+from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
+from reviews.permissions import sees_everything
+
+# --- Showing untrusted JSON ---------------------------------------------------------------
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A submitted value ready for a template: prose when it is a string, else pretty JSON."""
+
+    text: str
+    is_json: bool = False
+
+
+def show(value: Any) -> Shown:
+    if isinstance(value, str):
+        return Shown(value)
+    # Numbers, booleans and null read fine inline; objects and lists need the layout of a block.
+    return Shown(pretty_json(value), is_json=isinstance(value, dict | list))
+
+
+def rows(value: Any) -> list[tuple[str, Shown]]:
+    """Key/value rows of a JSON object (signals, action parameters); empty for anything else."""
+    if not isinstance(value, dict):
+        return []
+    return [(str(key), show(val)) for key, val in value.items()]
+
+
+@dataclass(frozen=True)
+class RuleShown:
+    """One rule snapshot from `matched_rules` or `shadow_matches`."""
+
+    name: str
+    outcome: str = ""
+    risk_level: str = ""
+    version: str = ""
+    queue: str = ""
+    description: str = ""
+    raw: Shown | None = None  # a snapshot of an unexpected shape
+
+
+def rule_snapshots(value: Any) -> list[RuleShown]:
+    snapshots = value if isinstance(value, list) else ([] if value in (None, "", {}) else [value])
+    shown = []
+    for snap in snapshots:
+        if not isinstance(snap, dict):
+            shown.append(RuleShown(name="(unreadable rule snapshot)", raw=show(snap)))
+            continue
+        text = {
+            key: "" if snap.get(key) is None else str(snap.get(key)) for key in RuleShown.__dataclass_fields__
+        }
+        shown.append(
+            RuleShown(
+                name=text["name"] or f"Rule {snap.get('id', '?')}",
+                outcome=text["outcome"],
+                risk_level=text["risk_level"],
+                version=text["version"],
+                queue=text["queue"],
+                description=text["description"],
+            )
+        )
+    return shown
+
+
+@dataclass
+class ItemPresentation:
+    """Everything the review page shows about the submission, in safe, regular shapes."""
+
+    prompt: Shown | None = None
+    messages: list[tuple[str, Shown]] = field(default_factory=list)
+    other_input: Shown | None = None
+    output: Shown | None = None
+    output_extra: Shown | None = None
+    action_type: str = ""
+    action_params: list[tuple[str, Shown]] = field(default_factory=list)
+    action_raw: Shown | None = None
+    documents: list[tuple[str, Shown]] = field(default_factory=list)
+    reasoning: Shown | None = None
+    tool_outputs: list[tuple[str, Shown]] = field(default_factory=list)
+    other_context: Shown | None = None
+    signals: list[tuple[str, Shown]] = field(default_factory=list)
+    signals_raw: Shown | None = None
+    metadata: list[tuple[str, Shown]] = field(default_factory=list)
+    matched_rules: list[RuleShown] = field(default_factory=list)
+    shadow_matches: list[RuleShown] = field(default_factory=list)
+
+
+def _split(value: Any, known: tuple[str, ...]) -> tuple[dict, Shown | None]:
+    """The known keys of a JSON object, and the rest as JSON (all of it when not an object)."""
+    if not isinstance(value, dict):
+        return {}, (show(value) if value not in (None, "", [], {}) else None)
+    rest = {key: val for key, val in value.items() if key not in known}
+    return value, (show(rest) if rest else None)
+
+
+def present_item(item: ReviewItem) -> ItemPresentation:
+    """Turn the submitted JSON into sections; odd shapes fall back to pretty JSON, never an error."""
+    shown = ItemPresentation()
+    _present_input(shown, item.input)
+    _present_output(shown, item.output, item.action)
+    _present_context(shown, item.context)
+    shown.signals = rows(item.signals)
+    if not isinstance(item.signals, dict) and item.signals not in (None, ""):
+        shown.signals_raw = show(item.signals)
+    shown.metadata = rows(item.metadata)
+    shown.matched_rules = rule_snapshots(item.matched_rules)
+    shown.shadow_matches = rule_snapshots(item.shadow_matches)
+    return shown
+
+
+def _present_input(shown: ItemPresentation, value: Any) -> None:
+    given, shown.other_input = _split(value, ("prompt", "messages"))
+    if "prompt" in given:
+        shown.prompt = show(given["prompt"])
+    for message in _as_list(given.get("messages")):
+        if isinstance(message, dict) and "content" in message:
+            shown.messages.append((str(message.get("role", "")), show(message["content"])))
+        else:
+            shown.messages.append(("", show(message)))
+
+
+def _present_output(shown: ItemPresentation, output: Any, action: Any) -> None:
+    if isinstance(output, dict) and isinstance(output.get("text"), str):
+        shown.output = Shown(output["text"])
+        rest = {key: val for key, val in output.items() if key != "text"}
+        shown.output_extra = show(rest) if rest else None
+    elif output is not None:
+        shown.output = show(output)
+    if action is None:
+        return
+    if isinstance(action, dict) and isinstance(action.get("params", {}), dict):
+        shown.action_type = str(action.get("type", ""))
+        shown.action_params = rows(action.get("params", {}))
+        rest = {key: val for key, val in action.items() if key not in ("type", "params")}
+        shown.action_raw = show(rest) if rest else None
+    else:
+        shown.action_raw = show(action)
+
+
+def _present_context(shown: ItemPresentation, value: Any) -> None:
+    context, shown.other_context = _split(value, ("retrieved_documents", "reasoning", "tool_outputs"))
+    for doc in _as_list(context.get("retrieved_documents")):
+        if isinstance(doc, dict) and ("title" in doc or "text" in doc):
+            rest = {key: val for key, val in doc.items() if key not in ("title", "text")}
+            body = {"text": doc.get("text", ""), **rest} if rest else doc.get("text", "")
+            shown.documents.append((str(doc.get("title") or "Untitled document"), show(body)))
+        else:
+            shown.documents.append(("Document", show(doc)))
+    if context.get("reasoning") not in (None, ""):
+        shown.reasoning = show(context["reasoning"])
+    for call in _as_list(context.get("tool_outputs")):
+        if isinstance(call, dict) and "tool" in call:
+            rest = {key: val for key, val in call.items() if key != "tool"}
+            body = call.get("output") if set(rest) <= {"output"} else rest
+            shown.tool_outputs.append((str(call["tool"]), show(body)))
+        else:
+            shown.tool_outputs.append(("", show(call)))
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+# --- Diffs ---------------------------------------------------------------------------------
+
+_TOKENS = re.compile(r"\s+|[^\s]+")
+
+
+def word_diff(original: str, edited: str) -> list[tuple[str, str]]:
+    """(`equal` | `delete` | `insert`, text) segments, word by word; the template escapes the text."""
+    before, after = _TOKENS.findall(original), _TOKENS.findall(edited)
+    segments = []
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            segments.append(("equal", "".join(before[i1:i2])))
+            continue
+        if i2 > i1:
+            segments.append(("delete", "".join(before[i1:i2])))
+        if j2 > j1:
+            segments.append(("insert", "".join(after[j1:j2])))
+    return segments
+
+
+def output_text(output: Any) -> tuple[str, bool]:
+    """The output as the reviewer edits it: its `text` when it has one, else pretty JSON.
+    The flag says which, so the edit can be put back in the same shape."""
+    if isinstance(output, dict) and isinstance(output.get("text"), str):
+        return output["text"], True
+    return pretty_json(output), False
+
+
+def action_params(action: Any) -> Any:
+    return action.get("params", {}) if isinstance(action, dict) else action
+
+
+@dataclass(frozen=True)
+class EditShown:
+    label: str
+    diff: list[tuple[str, str]]
+
+
+def edit_diffs(item: ReviewItem, decision: Decision) -> list[EditShown]:
+    """What an edit changed, original against edited, for the output and the action parameters."""
+    diffs = []
+    if decision.edited_output is not None:
+        before, _ = output_text(item.output)
+        after, _ = output_text(decision.edited_output)
+        diffs.append(EditShown("Output", word_diff(before, after)))
+    if decision.edited_action is not None:
+        before = pretty_json(action_params(item.action))
+        after = pretty_json(action_params(decision.edited_action))
+        diffs.append(EditShown("Action parameters", word_diff(before, after)))
+    return diffs
+
+
+def edited_version(decision: Decision) -> list[tuple[str, Shown]]:
+    """The version an edit put on the table (what a four-eyes second reviewer approves)."""
+    version = []
+    if decision.edited_output is not None:
+        text, is_text = output_text(decision.edited_output)
+        version.append(("Edited output", Shown(text, is_json=not is_text)))
+    if decision.edited_action is not None:
+        version.append(("Edited action parameters", show(action_params(decision.edited_action))))
+    return version
+
+
+# --- Forms ---------------------------------------------------------------------------------
+
+
+_INVALID = object()  # a field that did not parse (None is a valid JSON value)
+
+
+def _normalise_newlines(text: str) -> str:
+    # Browsers send textarea content with CRLF; the stored original has LF.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class DecisionForm(forms.Form):
+    """Parses a decision from the review page. The service remains the judge of the rules
+    (justification, reason codes per action, checklist, a real edit); this form only turns
+    the posted fields into the service's arguments and reports what it cannot parse."""
+
+    action = forms.ChoiceField(choices=DecisionAction.choices)
+    justification = forms.CharField(required=False, widget=forms.Textarea)
+    reason_codes = forms.MultipleChoiceField(required=False)
+    checklist = forms.TypedMultipleChoiceField(coerce=int, required=False)
+    edited_output = forms.CharField(required=False, strip=False, widget=forms.Textarea)
+    edited_action = forms.CharField(required=False, strip=False, widget=forms.Textarea)
+    escalate_to = forms.ChoiceField(required=False)
+
+    def __init__(
+        self, *args, item: ReviewItem, reason_codes: list[ReasonCode], queues: list[Queue], **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+        self.item = item
+        self.reason_code_objects = reason_codes
+        self.fields["reason_codes"].choices = [(code.code, code.label) for code in reason_codes]
+        self.checklist_entries = [str(entry) for entry in (item.queue.checklist or [])]
+        self.fields["checklist"].choices = list(enumerate(self.checklist_entries))
+        # The queue's escalation queue is preselected; without one the reviewer must pick.
+        escalation = item.queue.escalation_queue
+        blank = [] if escalation else [("", "Choose a queue")]
+        self.fields["escalate_to"].choices = blank + [(q.slug, q.name) for q in queues]
+        self.can_edit_output = item.output is not None
+        self.can_edit_action = item.kind == ItemKind.ACTION and isinstance(item.action, dict)
+        original_text, self.output_is_text = output_text(item.output)
+        self.initial.update(
+            edited_output=original_text if self.can_edit_output else "",
+            edited_action=pretty_json(action_params(item.action)) if self.can_edit_action else "",
+            escalate_to=escalation.slug if escalation else "",
+        )
+
+    def clean(self):
+        data = super().clean()
+        data["edited_output_value"], data["edited_action_value"] = None, None
+        if data.get("action") == DecisionAction.EDIT:
+            self._parse_edit(data)
+        return data
+
+    def _parse_edit(self, data: dict) -> None:
+        output, action = None, None
+        if self.can_edit_output and "edited_output" in data:
+            output = self._edited_output(data["edited_output"])
+        if self.can_edit_action and "edited_action" in data:
+            params = self._parse_json("edited_action", data["edited_action"])
+            if params is not _INVALID:
+                action = {**self.item.action, "params": params}
+        changed_output = output is not None and output != self.item.output
+        changed_action = action is not None and action != self.item.action
+        if changed_output or changed_action:
+            # Only the part that changed is an edit; the other stays as proposed.
+            output, action = (output if changed_output else None), (action if changed_action else None)
+        # Unchanged: both go to the service, which explains that this is not an edit.
+        data["edited_output_value"], data["edited_action_value"] = output, action
+
+    def _edited_output(self, text: str) -> Any:
+        original, is_text = output_text(self.item.output)
+        if not is_text:
+            parsed = self._parse_json("edited_output", text)
+            return None if parsed is _INVALID else parsed
+        if _normalise_newlines(text) == _normalise_newlines(original):
+            return self.item.output
+        return {**self.item.output, "text": _normalise_newlines(text)}
+
+    def _parse_json(self, name: str, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            self.add_error(name, f"Not valid JSON: {exc}")
+            return _INVALID
+
+    def checklist_rows(self) -> list[tuple[int, str, bool]]:
+        ticked = {str(value) for value in (self["checklist"].value() or [])}
+        return [(index, text, str(index) in ticked) for index, text in enumerate(self.checklist_entries)]
+
+    def checklist_answers(self) -> list[bool]:
+        ticked = set(self.cleaned_data.get("checklist") or [])
+        return [index in ticked for index in range(len(self.checklist_entries))]
+
+    def reason_code_rows(self) -> list[dict]:
+        """Each active code with the actions it applies to (the page may hide the others)."""
+        chosen = set(self["reason_codes"].value() or [])
+        return [
+            {
+                "code": rc.code,
+                "label": rc.label,
+                "applies_to": list(rc.applies_to or []),
+                "checked": rc.code in chosen,
+            }
+            for rc in self.reason_code_objects
+        ]
+
+    def add_domain_error(self, exc: DomainError) -> None:
+        """Put a service's field errors on the matching fields, and its summary on top."""
+        for name, errors in (exc.errors or {}).items():
+            self.add_error(name if name in self.fields else None, errors)
+        self.add_error(None, exc.detail)
+
+
+# --- Views ---------------------------------------------------------------------------------
+
+ACTION_DONE = {
+    DecisionAction.APPROVE: "Approved",
+    DecisionAction.EDIT: "Edited",
+    DecisionAction.REJECT: "Rejected",
+    DecisionAction.ESCALATE: "Escalated",
+}
+
+
+def label(item: ReviewItem) -> str:
+    return item.external_id or str(item.pk)
+
+
+def minutes_in_words(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    if hours and rest:
+        return f"{hours} h {rest} min"
+    return f"{hours} h" if hours else f"{rest} min"
+
+
+class Workspace:
+    """The workspace views of one admin site; URLs in `workspace_urls`."""
+
+    def __init__(self, model_admin):
+        self.model_admin = model_admin
+        self.admin_site = model_admin.admin_site
+
+    # Helpers ------------------------------------------------------------------------
+
+    def url(self, name: str, *args) -> str:
+        return reverse(f"admin:{name}", args=args, current_app=self.admin_site.name)
+
+    def render(self, request, template: str, context: dict) -> TemplateResponse:
+        request.current_app = self.admin_site.name
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": ReviewItem._meta,
+            "safety_policy_url": self.url("policies_safety_policy"),
+            "overview_url": self.url("reviews_workspace"),
+            **context,
+        }
+        return TemplateResponse(request, f"admin/reviews/workspace/{template}", context)
+
+    def load(self, request, item_id: UUID) -> tuple[ReviewItem, bool]:
+        """The item and whether the user may review it. Someone who may neither review
+        nor read every queue gets a 404, so an item's existence is not revealed."""
+        item = get_object_or_404(
+            ReviewItem.objects.select_related("queue__escalation_queue", "claimed_by", "integration"),
+            pk=item_id,
+        )
+        may_review = item.can_be_reviewed_by(request.user)
+        if not may_review and not sees_everything(request.user):
+            raise Http404("No such item.")
+        return item, may_review
+
+    def load_for_action(self, request, item_id: UUID) -> ReviewItem:
+        item, may_review = self.load(request, item_id)
+        if not may_review:
+            raise PermissionDenied("You may read this item but not review it.")
+        return item
+
+    def land_on_next(self, request, queue: Queue) -> HttpResponseRedirect:
+        """After a decision: straight to the next item of the same queue, or back to the overview."""
+        try:
+            following = services.claim_next(queue=queue, user=request.user)
+        except NotAllowed:
+            following = None
+        if following is None:
+            messages.info(request, f"Queue empty: nothing left to review in {queue.name}.")
+            return HttpResponseRedirect(self.url("reviews_workspace"))
+        return HttpResponseRedirect(self.url("reviews_review", following.pk))
+
+    # Views --------------------------------------------------------------------------
+
+    def overview(self, request):
+        """The queues the user may review, with their workload (one query whatever the size)."""
+        now = timezone.now()
+        queues = list(selectors.queue_overview(request.user, now=now))
+        claims = (
+            ReviewItem.objects.filter(
+                status=ItemStatus.IN_REVIEW, claimed_by=request.user, claim_expires_at__gt=now
+            )
+            .select_related("queue")
+            .order_by("claim_expires_at")[:10]
+        )
+        for queue in queues:
+            queue.sla_words = minutes_in_words(queue.sla_minutes)
+        context = {
+            "title": "Review workspace",
+            "queues": queues,
+            "claims": list(claims),
+            "reads_everything": sees_everything(request.user),
+            "now": now,
+        }
+        return self.render(request, "overview.html", context)
+
+    def review_next(self, request, slug: str):
+        queue = get_object_or_404(Queue.objects.reviewable_by(request.user), slug=slug)
+        try:
+            item = services.claim_next(queue=queue, user=request.user)
+        except DomainError as exc:
+            messages.error(request, exc.detail)
+            item = None
+        else:
+            if item is None:
+                messages.info(request, f"Nothing to review in {queue.name}.")
+        if item is None:
+            return HttpResponseRedirect(self.url("reviews_workspace"))
+        return HttpResponseRedirect(self.url("reviews_review", item.pk))
+
+    def review(self, request, item_id: UUID):
+        """GET shows the item; POST records a decision through `services.decide`."""
+        if request.method == "POST":
+            item = self.load_for_action(request, item_id)
+            return self.decide(request, item)
+        item, may_review = self.load(request, item_id)
+        return self.review_page(request, item, may_review)
+
+    def decide(self, request, item: ReviewItem):
+        queue = item.queue  # where the reviewer continues, even when the item is escalated away
+        # Closed or someone else's: say so whatever else is wrong with the form (the page
+        # would not show the form again). The service checks both again under the lock.
+        if not item.is_open or item.is_claimed_by_other(request.user):
+            blocked = (
+                f"This item is already {item.get_status_display().lower()}."
+                if not item.is_open
+                else f"{item.claimed_by} holds the claim on this item."
+            )
+            messages.error(request, blocked)
+            return HttpResponseRedirect(self.url("reviews_review", item.pk))
+        form = self.decision_form(item, data=request.POST)
+        if not form.is_valid():
+            return self.review_page(request, item, True, form=form)
+        data = form.cleaned_data
+        try:
+            decision = services.decide(
+                item=item,
+                user=request.user,
+                action=data["action"],
+                justification=data["justification"],
+                reason_codes=data["reason_codes"],
+                edited_output=data["edited_output_value"],
+                edited_action=data["edited_action_value"],
+                checklist=form.checklist_answers(),
+                escalate_to=data["escalate_to"] or None,
+            )
+        except InvalidDecision as exc:
+            form.add_domain_error(exc)
+            return self.review_page(request, item, True, form=form)
+        except (Conflict, NotAllowed) as exc:
+            # Decided meanwhile, claimed by someone else, or the same reviewer twice in four-eyes.
+            messages.error(request, exc.detail)
+            return HttpResponseRedirect(self.url("reviews_review", item.pk))
+        messages.success(request, self.decision_message(decision))
+        return self.land_on_next(request, queue)
+
+    def claim(self, request, item_id: UUID):
+        item = self.load_for_action(request, item_id)
+        try:
+            services.claim(item=item, user=request.user)
+        except DomainError as exc:
+            messages.error(request, exc.detail)
+        return HttpResponseRedirect(self.url("reviews_review", item.pk))
+
+    def release(self, request, item_id: UUID):
+        item = self.load_for_action(request, item_id)
+        try:
+            services.release(item=item, user=request.user)
+        except DomainError as exc:
+            messages.error(request, exc.detail)
+            return HttpResponseRedirect(self.url("reviews_review", item.pk))
+        messages.info(request, f"Released {label(item)}; it is back in {item.queue.name}.")
+        return HttpResponseRedirect(self.url("reviews_workspace"))
+
+    # The review page ----------------------------------------------------------------
+
+    def decision_form(self, item: ReviewItem, data=None) -> DecisionForm:
+        return DecisionForm(
+            data,
+            item=item,
+            reason_codes=list(ReasonCode.objects.filter(active=True).order_by("code")),
+            queues=list(Queue.objects.exclude(pk=item.queue_id).order_by("name")),
+        )
+
+    def review_page(self, request, item: ReviewItem, may_review: bool, form: DecisionForm | None = None):
+        user = request.user
+        now = timezone.now()
+        decisions = list(
+            item.decisions.select_related("reviewer", "queue")
+            .prefetch_related("reason_codes")
+            .order_by("created_at")
+        )
+        for decision in decisions:
+            decision.edits = edit_diffs(item, decision) if decision.action == DecisionAction.EDIT else []
+        approvals = (
+            [d for d in decisions if d.round == item.review_round and d.is_approval] if item.is_open else []
+        )
+        first_approval = approvals[0] if approvals else None
+
+        claimed_by_other = item.is_claimed_by_other(user, now)
+        holds_claim = item.claim_is_active(now) and item.claimed_by_id == user.pk
+        acts = may_review and item.is_open
+        if acts and not claimed_by_other and form is None:
+            form = self.decision_form(item)
+        context = {
+            "title": f"Review {label(item)}",
+            "item": item,
+            "shown": present_item(item),
+            "decisions": decisions,
+            "first_approval": first_approval,
+            "being_approved": edited_version(first_approval) if first_approval else [],
+            "i_approved_first": bool(first_approval and first_approval.reviewer_id == user.pk),
+            "checklist": [str(entry) for entry in (item.queue.checklist or [])] if item.queue else [],
+            "may_review": may_review,
+            "read_only": not acts,
+            "form": form if acts and not claimed_by_other else None,
+            "reason_codes": form.reason_code_rows() if form is not None else [],
+            "claimed_by_other": claimed_by_other,
+            "holds_claim": holds_claim,
+            "can_claim": acts and not claimed_by_other and not holds_claim,
+            "can_release": acts and item.claim_is_active(now) and (holds_claim or user.is_superuser),
+            "claim_expired": item.status == ItemStatus.IN_REVIEW and not item.claim_is_active(now),
+            "now": now,
+            "now_iso": now.isoformat(timespec="seconds"),
+            "claim_expires_iso": item.claim_expires_at.isoformat(timespec="seconds")
+            if item.claim_expires_at
+            else "",
+            "is_overdue": item.is_overdue(now),
+            "is_at_risk": item.is_at_risk(now),
+        }
+        return self.render(request, "review.html", context)
+
+    @staticmethod
+    def decision_message(decision: Decision) -> str:
+        item = decision.item
+        done = ACTION_DONE[decision.action]
+        if decision.action == DecisionAction.ESCALATE:
+            return f"{done} {label(item)} to {item.queue.name}."
+        if decision.is_approval and not decision.is_final:
+            return f"{done} {label(item)}: first approval; it now waits for a second, different reviewer."
+        return f"{done} {label(item)}."
+
+
+def workspace_urls(model_admin) -> list:
+    """URL patterns to prepend to `ReviewItemAdmin.get_urls()` (under /admin/reviews/reviewitem/)."""
+    views = Workspace(model_admin)
+    wrap = model_admin.admin_site.admin_view
+    return [
+        path("workspace/", wrap(views.overview), name="reviews_workspace"),
+        path(
+            "workspace/<slug:slug>/next/", wrap(require_POST(views.review_next)), name="reviews_review_next"
+        ),
+        path("<uuid:item_id>/review/", wrap(views.review), name="reviews_review"),
+        path("<uuid:item_id>/claim/", wrap(require_POST(views.claim)), name="reviews_claim"),
+        path("<uuid:item_id>/release/", wrap(require_POST(views.release)), name="reviews_release"),
+    ]
