@@ -61,3 +61,39 @@ def test_history_versions_cannot_be_saved_back(client, superuser, demo):
     assert item.history.count() == versions
     item.refresh_from_db()
     assert item.external_id != "rewritten"
+
+
+def test_history_of_another_queues_item_is_404(client, demo):
+    from django.contrib.auth.models import Group
+
+    from tests.factories import UserFactory
+
+    outsider = UserFactory(username="staff-outsider", is_staff=True)
+    outsider.groups.add(Group.objects.get(name="Reviewers"))
+    client.force_login(outsider)
+    item = ReviewItem.objects.exclude(queue=None).first()
+    version = item.history.earliest()
+    assert client.get(_url(ReviewItem, "history", item.pk)).status_code == 404
+    url = reverse("admin:reviews_reviewitem_simple_history", args=[item.pk, version.history_id])
+    assert client.get(url).status_code == 404
+    assert client.get(_url(ReviewItem, "change", item.pk)).status_code in (302, 404)
+
+
+def test_changelist_query_count_does_not_grow_with_items(
+    client, superuser, demo, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(superuser)
+    with CaptureQueriesContext(connection) as before:
+        assert client.get(_url(ReviewItem, "changelist")).status_code == 200
+    from reviews import services
+    from reviews.models import Integration
+    from tests.factories import submission
+
+    integration = Integration.objects.get(slug="demo-assistant")
+    for index in range(30):
+        services.submit_item(integration=integration, payload=submission(external_id=f"more-{index}"))
+    with django_assert_max_num_queries(len(before)):
+        assert client.get(_url(ReviewItem, "changelist")).status_code == 200
