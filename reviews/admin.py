@@ -74,6 +74,12 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
             raise Http404
 
 
+def sees_all_queues(user, model: str) -> bool:
+    """Compliance, superusers and whoever may change the model (policy admins) see
+    every row; reviewers see only rows of the queues they review."""
+    return sees_everything(user) or user.has_perm(f"reviews.change_{model}")
+
+
 @admin.register(Queue)
 class QueueAdmin(ReadOnlyHistoryAdmin):
     list_display = [
@@ -88,6 +94,13 @@ class QueueAdmin(ReadOnlyHistoryAdmin):
     search_fields = ["slug", "name"]
     filter_horizontal = ["reviewer_groups"]
     prepopulated_fields = {"slug": ["name"]}
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if sees_all_queues(request.user, "queue"):
+            return queryset
+        return queryset.filter(pk__in=Queue.objects.reviewable_by(request.user).values("pk"))
+
     fieldsets = [
         (None, {"fields": ["name", "slug", "description"]}),
         (
@@ -466,6 +479,12 @@ class BacklogItemAdmin(ReadOnlyHistoryAdmin):
     fields = ["title", "reason_code", "queue", "status", "notes", "decisions"]
     readonly_fields = ["reason_code", "queue", "decisions"]
 
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if sees_all_queues(request.user, "backlogitem"):
+            return queryset
+        return queryset.filter(queue__in=Queue.objects.reviewable_by(request.user))
+
     def has_add_permission(self, request) -> bool:
         return False  # opened by decisions
 
@@ -498,6 +517,12 @@ class IncidentAdmin(ReadOnlyHistoryAdmin):
         "reported_by_integration",
         "created_at",
     ]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if sees_all_queues(request.user, "incident"):
+            return queryset
+        return queryset.filter(item__queue__in=Queue.objects.reviewable_by(request.user))
 
     def has_add_permission(self, request) -> bool:
         return False

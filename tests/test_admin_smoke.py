@@ -97,3 +97,35 @@ def test_changelist_query_count_does_not_grow_with_items(
         services.submit_item(integration=integration, payload=submission(external_id=f"more-{index}"))
     with django_assert_max_num_queries(len(before)):
         assert client.get(_url(ReviewItem, "changelist")).status_code == 200
+
+
+@pytest.mark.parametrize("model", ["queue", "incident", "backlogitem", "decision", "reviewitem", "outboxmessage"])
+def test_a_reviewer_sees_only_rows_of_their_queues(client, demo, model):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from reviews.models import Queue
+
+    from reviews import services
+
+    for queue in Queue.objects.all():  # an incident in every queue
+        item = ReviewItem.objects.filter(queue=queue).first()
+        if item:
+            services.report_incident(item=item, severity="low", description="Seen in the wild.")
+    reviewer = get_user_model().objects.get(username="reviewer")
+    group = Group.objects.get(name="payments-reviewers")
+    reviewer.groups.set([Group.objects.get(name="Reviewers"), group])
+    client.force_login(reviewer)
+    response = client.get(f"/admin/reviews/{model}/")
+    assert response.status_code == 200
+    others = {queue.name for queue in Queue.objects.exclude(reviewer_groups=group)}
+
+    def queue_name(row):
+        if model == "queue":
+            return row.name
+        queue = getattr(row, "queue", None) or getattr(getattr(row, "item", None), "queue", None)
+        return queue.name if queue else None
+
+    shown = {queue_name(row) for row in response.context["cl"].result_list} - {None}
+    assert shown == {"Money movement"}
+    assert not shown & others
