@@ -99,14 +99,15 @@ def test_changelist_query_count_does_not_grow_with_items(
         assert client.get(_url(ReviewItem, "changelist")).status_code == 200
 
 
-@pytest.mark.parametrize("model", ["queue", "incident", "backlogitem", "decision", "reviewitem", "outboxmessage"])
+@pytest.mark.parametrize(
+    "model", ["queue", "incident", "backlogitem", "decision", "reviewitem", "outboxmessage"]
+)
 def test_a_reviewer_sees_only_rows_of_their_queues(client, demo, model):
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from reviews.models import Queue
-
     from reviews import services
+    from reviews.models import Queue
 
     for queue in Queue.objects.all():  # an incident in every queue
         item = ReviewItem.objects.filter(queue=queue).first()
