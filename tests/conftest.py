@@ -14,6 +14,7 @@ from django.db import connection
 
 from reviews.models import COMPLIANCE_GROUP, POLICY_ADMINS_GROUP, REVIEWERS_GROUP
 from tests.factories import IntegrationFactory, QueueFactory, UserFactory
+from tests.receiver import Receiver
 
 REQUIRE_SERVICES = os.environ.get("HITL_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}
 
@@ -127,3 +128,12 @@ def _fast_password_hashing(settings):
 def _rules_apply_at_once(settings):
     """Tests edit rules and evaluate right after; production rechecks every second."""
     settings.HITL_RULES_REFRESH_SECONDS = 0
+
+
+@pytest.fixture
+def receiver(settings):
+    """A real HTTP endpoint on 127.0.0.1 for callbacks and actions (private addresses allowed)."""
+    settings.HITL_WEBHOOK_ALLOW_PRIVATE = True
+    server = Receiver()
+    yield server
+    server.stop()

@@ -23,7 +23,7 @@ from django.db import connection
 from reviews import services
 from tests.conftest import make_reviewer
 from tests.factories import GateRuleFactory, action_submission
-from tests.integration.conftest import broker, celery_env, receiver, redis_server, worker  # noqa: F401 (fixtures)
+from tests.integration.conftest import broker, celery_env, redis_server, worker  # noqa: F401 (fixtures)
 from tests.processes import wait_until
 
 ITEMS = int(os.environ.get("HITL_BENCH_LATENCY_ITEMS", "300"))

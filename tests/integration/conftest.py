@@ -15,7 +15,6 @@ import pytest
 from hitl_project.celery import app as celery_app
 from tests.conftest import missing_service
 from tests.processes import CeleryProcess, RedisServer, database_url
-from tests.receiver import Receiver
 
 
 @pytest.fixture
@@ -43,14 +42,6 @@ def broker(redis_server):
 def _reset_connections() -> None:
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.HITL_WEBHOOK_ALLOW_PRIVATE = True
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -12,15 +12,6 @@ from reviews import delivery, executors, outbox, services
 from reviews.models import DeliveryAttempt, ExecutionStatus, ItemStatus, OutboxMessage, ReviewItem
 from reviews.webhooks import InvalidSignature, verify
 from tests.factories import GateRuleFactory, ReasonCodeFactory, action_submission, submission
-from tests.receiver import Receiver
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.HITL_WEBHOOK_ALLOW_PRIVATE = True
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
