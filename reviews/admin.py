@@ -117,6 +117,10 @@ class ReasonCodeAdmin(ReadOnlyHistoryAdmin):
     list_filter = ["active", "creates_backlog_item"]
     search_fields = ["code", "label"]
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Decisions cite their codes; deleting one would rewrite them. Retire it (active off).
+        return False
+
 
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
@@ -434,7 +438,7 @@ class OutboxMessageAdmin(admin.ModelAdmin):
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
     list_display = ["created_at", "item", "queue", "reviewer", "action", "is_final"]
-    list_filter = ["action", "queue", "is_final"]
+    list_filter = ["action", QueueFilter, "is_final"]
     list_select_related = ["item", "queue", "reviewer"]
     show_full_result_count = False
     readonly_fields = [
@@ -474,7 +478,7 @@ class DecisionAdmin(admin.ModelAdmin):
 @admin.register(BacklogItem)
 class BacklogItemAdmin(ReadOnlyHistoryAdmin):
     list_display = ["title", "reason_code", "queue", "status", "updated_at"]
-    list_filter = ["status", "reason_code", "queue"]
+    list_filter = ["status", "reason_code", QueueFilter]
     list_select_related = ["reason_code", "queue"]
     fields = ["title", "reason_code", "queue", "status", "notes", "decisions"]
     readonly_fields = ["reason_code", "queue", "decisions"]

@@ -150,7 +150,7 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             idempotency_key=key,
             callback_url=submission.validated_data["callback_url"],
         )
-        body = SubmitResponseSerializer.for_item(result.item, request)
+        body = SubmitResponseSerializer.for_item(result.item, request, as_submitted=not result.created)
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
     @extend_schema(

@@ -75,6 +75,10 @@ def deliver(message_id: int) -> str:
         attempt.error = result.error
         attempt.save(update_fields=["status_code", "duration_ms", "error"])
         message = OutboxMessage.objects.select_for_update().select_related("item").get(pk=message_id)
+        if message.status != OutboxMessage.Status.PENDING or message.attempts != attempt.number:
+            # This attempt outlived its lease and another one took over: whatever
+            # that one recorded (perhaps the receiver's acknowledgement) stands.
+            return "superseded"
         message.lease_until = None
         is_execution = message.kind == OutboxMessage.Kind.EXECUTE
         if result.ok:

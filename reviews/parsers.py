@@ -18,15 +18,19 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
+class UnsafeJSON(ValueError):
+    """JSON that must not be stored: malformed, non-finite numbers, too deep, NUL, bad Unicode."""
+
+
 def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
+    raise UnsafeJSON(f"{name} is not valid JSON")
 
 
 def check_json_shape(value, depth: int = 0) -> None:
     """Refuse what JSON allows but storage does not: deep nesting, NUL characters
     (PostgreSQL's jsonb refuses them) and unpaired surrogates (not UTF-8)."""
     if depth > MAX_DEPTH:
-        raise ParseError(f"JSON nested deeper than {MAX_DEPTH} levels.", code="too_deep")
+        raise UnsafeJSON(f"JSON nested deeper than {MAX_DEPTH} levels.")
     if isinstance(value, str):
         _check_string(value)
     elif isinstance(value, dict):
@@ -40,13 +44,25 @@ def check_json_shape(value, depth: int = 0) -> None:
 
 def _check_string(text: str) -> None:
     if "\x00" in text:
-        raise ParseError("Strings may not contain the NUL character (\\u0000).", code="invalid_string")
+        raise UnsafeJSON("Strings may not contain the NUL character (\\u0000).")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ParseError(
-            "Strings must be valid Unicode (no unpaired surrogates).", code="invalid_string"
-        ) from exc
+        raise UnsafeJSON("Strings must be valid Unicode (no unpaired surrogates).") from exc
+
+
+def loads_checked(text: str):
+    """`json.loads` with the limits every stored JSON value obeys; raises UnsafeJSON."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise UnsafeJSON(f"JSON nested deeper than {MAX_DEPTH} levels.") from exc
+    except UnsafeJSON:
+        raise
+    except ValueError as exc:
+        raise UnsafeJSON(f"Malformed JSON: {exc}") from exc
+    check_json_shape(data)
+    return data
 
 
 class BoundedJSONParser(JSONParser):
@@ -63,10 +79,8 @@ class BoundedJSONParser(JSONParser):
             raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            data = json.loads(raw.decode(encoding), parse_constant=_reject_constant)
-        except RecursionError as exc:
-            raise ParseError(f"JSON nested deeper than {MAX_DEPTH} levels.", code="too_deep") from exc
-        except (ValueError, UnicodeDecodeError) as exc:
+            return loads_checked(raw.decode(encoding))
+        except UnicodeDecodeError as exc:
             raise ParseError(f"Malformed JSON: {exc}") from exc
-        check_json_shape(data)
-        return data
+        except UnsafeJSON as exc:
+            raise ParseError(str(exc)) from exc

@@ -106,13 +106,16 @@ class SubmitResponseSerializer(serializers.Serializer):
     url = serializers.URLField()
 
     @staticmethod
-    def for_item(item: ReviewItem, request) -> dict:
+    def for_item(item: ReviewItem, request, *, as_submitted: bool = False) -> dict:
+        """The answer to a submission; for a replay, the first answer again (the
+        item as it was when submitted, from its first history record)."""
+        state = item.history.earliest("history_date") if as_submitted else item
         return {
             "id": item.pk,
-            "status": item.status,
-            "queue": item.queue.slug if item.queue_id else None,
+            "status": state.status,
+            "queue": state.queue.slug if state.queue_id else None,
             "matched_rules": rule_summaries(item.matched_rules),
-            "due_at": item.due_at,
+            "due_at": state.due_at,
             "url": request.build_absolute_uri(reverse("api:item-detail", args=[item.pk])),
         }
 

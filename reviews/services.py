@@ -37,6 +37,7 @@ from reviews.exceptions import (
     NotAllowed,
     NotClaimed,
 )
+from reviews.executors import InvalidAction, executor_for
 from reviews.models import (
     PRIORITY_BY_RISK,
     ApiKey,
@@ -52,6 +53,7 @@ from reviews.models import (
     ReasonCode,
     ReviewItem,
     RiskLevel,
+    new_webhook_secret,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,23 @@ def create_integration(
     return integration, issue_api_key(integration=integration)
 
 
+def rotate_webhook_secret(*, integration: Integration) -> str:
+    """A new secret signs alongside the current one until the rotation is finished."""
+    with transaction.atomic():
+        integration = Integration.objects.select_for_update().get(pk=integration.pk)
+        integration.previous_webhook_secret = integration.webhook_secret
+        integration.webhook_secret = new_webhook_secret()
+        integration._change_reason = "webhook secret rotation started"
+        integration.save(update_fields=["webhook_secret", "previous_webhook_secret"])
+    return integration.webhook_secret
+
+
+def finish_secret_rotation(*, integration: Integration) -> None:
+    integration.previous_webhook_secret = ""
+    integration._change_reason = "webhook secret rotation finished"
+    integration.save(update_fields=["previous_webhook_secret"])
+
+
 # --- Submission ---------------------------------------------------------------------
 
 
@@ -169,7 +188,8 @@ def submit_item(
        `IdempotencyMismatch` raised when the body differs. Replays and racing
        duplicates take the same path, and first submissions pay no lookup.
     """
-    fingerprint = request_fingerprint(payload) if idempotency_key else ""
+    # The callback URL is part of the request: the same key with another URL is another request.
+    fingerprint = request_fingerprint({**payload, "callback_url": callback_url}) if idempotency_key else ""
     item_id = uuid.uuid4()
     gate = evaluate(payload, item_id=item_id, integration_slug=integration.slug)
     try:
@@ -483,6 +503,12 @@ def _check_edit(item: ReviewItem, edited_output: Any, edited_action: Any) -> Non
         if edited_action.get("type") != (item.action or {}).get("type"):
             message = "An edit may change the action's parameters, not its type."
             raise InvalidDecision(message, errors={"edited_action": [message]})
+        try:
+            # Refused now rather than approved and then never executable.
+            executor_for(edited_action).validate(edited_action)
+        except InvalidAction as exc:
+            message = f"The edited action cannot be executed: {exc}"
+            raise InvalidDecision(message, errors={"edited_action": [message]}) from exc
     changed_output = edited_output is not None and edited_output != item.output
     changed_action = edited_action is not None and edited_action != item.action
     if not (changed_output or changed_action):

@@ -323,7 +323,8 @@ def post_json(url: str, *, body: bytes, headers: Mapping[str, str], timeout: flo
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    pool_options = {"timeout": urllib3.Timeout(connect=min(5.0, timeout), read=timeout), "retries": False}
+    limits = urllib3.Timeout(connect=min(5.0, timeout), read=timeout, total=timeout)
+    pool_options = {"timeout": limits, "retries": False}
     if parts.scheme == "https":
         tls = {"server_hostname": host, "assert_hostname": host, "cert_reqs": "CERT_REQUIRED"}
         pool = urllib3.HTTPSConnectionPool(address, port, **tls, **pool_options)

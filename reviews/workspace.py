@@ -11,7 +11,6 @@ strings and rows and the templates autoescape all of them.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +27,7 @@ from django.views.decorators.http import require_POST
 from reviews import selectors, services
 from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
+from reviews.parsers import UnsafeJSON, check_json_shape, loads_checked
 from reviews.permissions import sees_everything
 from reviews.presentation import (
     action_params,
@@ -114,12 +114,18 @@ class DecisionForm(forms.Form):
             return None if parsed is _INVALID else parsed
         if _normalise_newlines(text) == _normalise_newlines(original):
             return self.item.output
-        return {**self.item.output, "text": _normalise_newlines(text)}
+        edited = _normalise_newlines(text)
+        try:
+            check_json_shape(edited)
+        except UnsafeJSON as exc:
+            self.add_error("edited_output", str(exc))
+            return None
+        return {**self.item.output, "text": edited}
 
     def _parse_json(self, name: str, text: str) -> Any:
         try:
-            return json.loads(text)
-        except ValueError as exc:
+            return loads_checked(text)
+        except UnsafeJSON as exc:
             self.add_error(name, f"Not valid JSON: {exc}")
             return _INVALID
 

@@ -130,3 +130,15 @@ def test_a_reviewer_sees_only_rows_of_their_queues(client, demo, model):
     shown = {queue_name(row) for row in response.context["cl"].result_list} - {None}
     assert shown == {"Money movement"}
     assert not shown & others
+
+
+def test_reason_codes_cannot_be_deleted_since_decisions_cite_them(client, demo, policy_admin, superuser):
+    from reviews.models import ReasonCode
+
+    code = ReasonCode.objects.filter(decisions__isnull=False).first()
+    cited = list(code.decisions.values_list("pk", flat=True))
+    for user in (policy_admin, superuser):
+        client.force_login(user)
+        assert client.post(_url(ReasonCode, "delete", code.pk), {"post": "yes"}).status_code == 403
+    assert list(code.decisions.values_list("pk", flat=True)) == cited
+    assert "delete_reasoncode" not in {p.codename for p in policy_admin.groups.get().permissions.all()}

@@ -68,3 +68,28 @@ def test_seed_demo_loads_every_state_and_is_idempotent(db):
     assert "already loaded" in again
     assert (ReviewItem.objects.count(), Decision.objects.count()) == counts
     assert get_user_model().objects.get(username="reviewer").check_password("reviewer-demo-pw")
+
+
+def test_issue_api_key_adds_a_working_key_beside_the_first(db):
+    first = re.search(r"^api_key: (\S+)$", run("create_integration", "Support bot"), re.M).group(1)
+    second = re.search(r"^api_key: (\S+)$", run("issue_api_key", "support-bot"), re.M).group(1)
+    assert first != second
+    keys = ApiKey.objects.filter(integration__slug="support-bot")
+    assert {k.hashed_key for k in keys} == {ApiKey.hash_key(first), ApiKey.hash_key(second)}
+    with pytest.raises(CommandError, match="No integration"):
+        run("issue_api_key", "nope")
+
+
+def test_rotating_the_webhook_secret_signs_with_both_until_finished(db):
+    run("create_integration", "Support bot")
+    old = Integration.objects.get().webhook_secret
+    new = re.search(r"^webhook_secret: (\S+)$", run("rotate_webhook_secret", "support-bot"), re.M).group(1)
+    integration = Integration.objects.get()
+    assert (integration.webhook_secret, integration.previous_webhook_secret) == (new, old)
+    run("rotate_webhook_secret", "support-bot", "--finish")
+    integration.refresh_from_db()
+    assert integration.previous_webhook_secret == "" and integration.webhook_secret == new
+
+
+def test_sweep_outbox_reports_what_it_dispatched(db):
+    assert "Dispatched 0" in run("sweep_outbox")

@@ -372,3 +372,29 @@ def test_attempts_show_on_the_item_and_failures_are_retried_from_the_admin(
     item.refresh_from_db()
     assert msg.status == OutboxMessage.Status.PENDING and msg.max_attempts == 2
     assert item.execution_status == ExecutionStatus.PENDING
+
+
+def test_an_attempt_that_outlived_its_lease_never_overwrites_the_next_ones_outcome(
+    wired, review_all, reviewer, receiver, monkeypatch
+):
+    """A slow attempt's lease runs out, a second worker delivers; the slow one then fails."""
+    item = submit_action(wired)
+    approve(item, reviewer)
+    msg = message(item, "execute")
+    real_send = delivery._send
+
+    def slow_then_failing(message_):
+        # While the first attempt is "in flight", its lease lapses and another worker delivers.
+        OutboxMessage.objects.filter(pk=message_.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+        monkeypatch.setattr(delivery, "_send", real_send)
+        assert delivery.deliver(message_.pk) == "delivered"
+        return executors.ExecutionResult(False, None, 60_000, "ReadTimeoutError")
+
+    monkeypatch.setattr(delivery, "_send", slow_then_failing)
+    assert delivery.deliver(msg.pk) == "superseded"
+    msg.refresh_from_db()
+    item.refresh_from_db()
+    assert msg.status == OutboxMessage.Status.DELIVERED
+    assert item.execution_status == ExecutionStatus.SUCCEEDED
+    assert len(receiver.requests) == 1
+    assert list(msg.delivery_attempts.values_list("number", "error")) == [(1, "ReadTimeoutError"), (2, "")]

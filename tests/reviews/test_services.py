@@ -764,3 +764,21 @@ def test_at_half_the_sla_an_item_is_at_risk(integration, review_all, queue):
     assert list(ReviewItem.objects.at_risk(half)) == [item]
     assert not ReviewItem.objects.at_risk(item.due_at).exists()
     assert list(ReviewItem.objects.overdue(item.due_at)) == [item]
+
+
+@pytest.mark.parametrize("params", ["all of it", [1, 2]])
+def test_an_edited_action_its_executor_cannot_run_is_refused(
+    integration, review_all, reviewer, codes, params
+):
+    item = services.submit_item(integration=integration, payload=action_submission()).item
+    with pytest.raises(InvalidDecision) as excinfo:
+        services.decide(
+            item=item,
+            user=reviewer,
+            action="edit",
+            justification="Refund everything.",
+            reason_codes=["factual_error"],
+            edited_action={"type": "payment.refund", "params": params},
+        )
+    assert "edited_action" in excinfo.value.errors
+    assert not item.decisions.exists()

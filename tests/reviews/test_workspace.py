@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from reviews import services
 from reviews.models import Decision, ItemStatus, ReviewItem
+from tests.conftest import make_reviewer
 from tests.factories import GateRuleFactory, QueueFactory, ReasonCodeFactory, action_submission, submission
 
 HOSTILE = "<script>alert(1)</script>"
@@ -670,3 +671,44 @@ def test_every_demo_item_opens_for_a_superuser(client, superuser):
     assert items
     for item in items:
         assert client.get(review_url(item)).status_code == 200, item
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        "[" * 5000 + "]" * 5000,
+        '{"amount": NaN}',
+        '{"note": "a\\u0000b"}',
+        '{"note": "\\ud800"}',
+        '"all of it"',
+    ],
+)
+def test_edited_action_json_that_cannot_be_stored_is_a_form_error(client, params, integration, queue):
+    GateRuleFactory(name="Review actions", queue=queue)
+    ReasonCodeFactory(code="factual_error", applies_to=["edit"])
+    item = services.submit_item(integration=integration, payload=action_submission()).item
+    client.force_login(make_reviewer("editor", queue))
+    response = client.post(
+        f"/admin/reviews/reviewitem/{item.pk}/review/",
+        {"action": "edit", "justification": "x", "reason_codes": ["factual_error"], "edited_action": params},
+    )
+    assert response.status_code == 200
+    assert not item.decisions.exists()
+
+
+def test_a_nul_character_in_edited_text_is_a_form_error(client, integration, queue):
+    GateRuleFactory(name="Review all", queue=queue)
+    ReasonCodeFactory(code="factual_error", applies_to=["edit"])
+    item = services.submit_item(integration=integration, payload=submission()).item
+    client.force_login(make_reviewer("editor", queue))
+    response = client.post(
+        f"/admin/reviews/reviewitem/{item.pk}/review/",
+        {
+            "action": "edit",
+            "justification": "x",
+            "reason_codes": ["factual_error"],
+            "edited_output": "a\x00b",
+        },
+    )
+    assert response.status_code == 200
+    assert not item.decisions.exists()
