@@ -164,15 +164,18 @@ def test_replay_with_the_same_key_returns_the_first_response(api, review_all):
 
 def test_a_replay_answers_as_first_answered_even_after_a_decision(api, review_all, reviewer):
     first = api.post(ITEMS, submission(), HTTP_IDEMPOTENCY_KEY="conv-1").json()
-    services.decide(item=ReviewItem.objects.get(pk=first["id"]), user=reviewer, action="approve", justification="ok")
+    item = ReviewItem.objects.get(pk=first["id"])
+    services.decide(item=item, user=reviewer, action="approve", justification="ok")
     again = api.post(ITEMS, submission(), HTTP_IDEMPOTENCY_KEY="conv-1")
     assert again.status_code == 200 and again.json() == first
 
 
 def test_same_key_with_another_callback_url_is_422(api, review_all, settings):
     settings.HITL_WEBHOOK_ALLOW_PRIVATE = True
-    api.post(ITEMS, submission(callback_url="http://127.0.0.1:9000/a"), HTTP_IDEMPOTENCY_KEY="conv-1")
-    response = api.post(ITEMS, submission(callback_url="http://127.0.0.1:9000/b"), HTTP_IDEMPOTENCY_KEY="conv-1")
+    first = submission(callback_url="http://127.0.0.1:9000/a")
+    api.post(ITEMS, first, HTTP_IDEMPOTENCY_KEY="conv-1")
+    other = submission(callback_url="http://127.0.0.1:9000/b")
+    response = api.post(ITEMS, other, HTTP_IDEMPOTENCY_KEY="conv-1")
     assert response.status_code == 422
 
 
