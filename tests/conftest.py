@@ -137,3 +137,17 @@ def receiver(settings):
     server = Receiver()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_test_database(django_db_setup, django_db_blocker):
+    """At the end of the run, end connections other threads left open (a live
+    server's keep-alive request threads), so PostgreSQL can drop the test database."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
