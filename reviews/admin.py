@@ -74,14 +74,27 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
             raise Http404
 
 
-def sees_all_queues(user, model: str) -> bool:
-    """Compliance, superusers and whoever may change the model (policy admins) see
-    every row; reviewers see only rows of the queues they review."""
-    return sees_everything(user) or user.has_perm(f"reviews.change_{model}")
+class QueueScopedAdmin(admin.ModelAdmin):
+    """Rows limited to the queues the user reviews, reached through `queue_lookup`.
+
+    Compliance, superusers and whoever may change the model (policy admins for
+    queues, backlog, incidents, deliveries) see every row.
+    """
+
+    queue_lookup = "queue"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        user = request.user
+        opts = self.model._meta
+        if sees_everything(user) or user.has_perm(f"{opts.app_label}.change_{opts.model_name}"):
+            return queryset
+        return queryset.filter(**{f"{self.queue_lookup}__in": Queue.objects.reviewable_by(user)})
 
 
 @admin.register(Queue)
-class QueueAdmin(ReadOnlyHistoryAdmin):
+class QueueAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
+    queue_lookup = "pk"
     list_display = [
         "slug",
         "name",
@@ -94,12 +107,6 @@ class QueueAdmin(ReadOnlyHistoryAdmin):
     search_fields = ["slug", "name"]
     filter_horizontal = ["reviewer_groups"]
     prepopulated_fields = {"slug": ["name"]}
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if sees_all_queues(request.user, "queue"):
-            return queryset
-        return queryset.filter(pk__in=Queue.objects.reviewable_by(request.user).values("pk"))
 
     fieldsets = [
         (None, {"fields": ["name", "slug", "description"]}),
@@ -246,7 +253,7 @@ class ReviewerFilter(admin.SimpleListFilter):
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(ReadOnlyHistoryAdmin):
+class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
     list_display = [
         "__str__", "review_link", "queue", "status", "risk_level", "kind", "integration", "sla", "claimed_by",
         "created_at",
@@ -369,12 +376,6 @@ class ReviewItemAdmin(ReadOnlyHistoryAdmin):
     def get_urls(self):
         return [*workspace_urls(self), *super().get_urls()]
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if sees_everything(request.user):
-            return queryset
-        return queryset.reviewable_by(request.user)
-
     def has_add_permission(self, request) -> bool:
         return False  # items arrive through the API
 
@@ -400,7 +401,8 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(QueueScopedAdmin):
+    queue_lookup = "item__queue"
     list_display = ["created_at", "item", "kind", "status", "attempts", "next_attempt_at", "last_error"]
     list_filter = ["status", "kind"]
     list_select_related = ["item"]
@@ -413,13 +415,6 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     readonly_fields = fields
     inlines = [DeliveryAttemptInline]
     actions = ["retry"]
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        # Those who may retry deliveries (policy admins) operate all of them.
-        if sees_everything(request.user) or request.user.has_perm("reviews.change_outboxmessage"):
-            return queryset
-        return queryset.filter(item__in=ReviewItem.objects.reviewable_by(request.user))
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -436,7 +431,7 @@ class OutboxMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(admin.ModelAdmin):
+class DecisionAdmin(QueueScopedAdmin):
     list_display = ["created_at", "item", "queue", "reviewer", "action", "is_final"]
     list_filter = ["action", QueueFilter, "is_final"]
     list_select_related = ["item", "queue", "reviewer"]
@@ -458,12 +453,6 @@ class DecisionAdmin(admin.ModelAdmin):
         "created_at",
     ]
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if sees_everything(request.user):
-            return queryset
-        return queryset.filter(queue__in=Queue.objects.reviewable_by(request.user))
-
     # Append-only for everyone: decisions are made through the review services.
     def has_add_permission(self, request) -> bool:
         return False
@@ -476,18 +465,12 @@ class DecisionAdmin(admin.ModelAdmin):
 
 
 @admin.register(BacklogItem)
-class BacklogItemAdmin(ReadOnlyHistoryAdmin):
+class BacklogItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
     list_display = ["title", "reason_code", "queue", "status", "updated_at"]
     list_filter = ["status", "reason_code", QueueFilter]
     list_select_related = ["reason_code", "queue"]
     fields = ["title", "reason_code", "queue", "status", "notes", "decisions"]
     readonly_fields = ["reason_code", "queue", "decisions"]
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if sees_all_queues(request.user, "backlogitem"):
-            return queryset
-        return queryset.filter(queue__in=Queue.objects.reviewable_by(request.user))
 
     def has_add_permission(self, request) -> bool:
         return False  # opened by decisions
@@ -497,7 +480,8 @@ class BacklogItemAdmin(ReadOnlyHistoryAdmin):
 
 
 @admin.register(Incident)
-class IncidentAdmin(ReadOnlyHistoryAdmin):
+class IncidentAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
+    queue_lookup = "item__queue"
     list_display = ["created_at", "item", "severity", "source", "status"]
     list_filter = ["severity", "source", "status"]
     list_select_related = ["item"]
@@ -521,12 +505,6 @@ class IncidentAdmin(ReadOnlyHistoryAdmin):
         "reported_by_integration",
         "created_at",
     ]
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if sees_all_queues(request.user, "incident"):
-            return queryset
-        return queryset.filter(item__queue__in=Queue.objects.reviewable_by(request.user))
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -139,12 +139,6 @@ class ApiKey(models.Model):
             return None
         return prefix, key
 
-    @property
-    def is_usable(self) -> bool:
-        if self.revoked_at is not None or not self.integration.is_active:
-            return False
-        return self.expires_at is None or self.expires_at > timezone.now()
-
 
 # --- Queues and reason codes -----------------------------------------------------------
 
@@ -737,7 +731,3 @@ class DeliveryAttempt(models.Model):
     def __str__(self) -> str:
         outcome = self.status_code or self.error[:40]
         return f"Attempt {self.number}: {outcome}"
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300

@@ -142,3 +142,26 @@ def test_reason_codes_cannot_be_deleted_since_decisions_cite_them(client, demo, 
         assert client.post(_url(ReasonCode, "delete", code.pk), {"post": "yes"}).status_code == 403
     assert list(code.decisions.values_list("pk", flat=True)) == cited
     assert "delete_reasoncode" not in {p.codename for p in policy_admin.groups.get().permissions.all()}
+
+
+def test_an_integration_url_on_a_private_address_is_a_form_error(client, policy_admin, settings):
+    from reviews.models import Integration
+
+    settings.HITL_WEBHOOK_ALLOW_PRIVATE = False
+    integration = Integration.objects.create(name="Bot", slug="bot")
+    client.force_login(policy_admin)
+    response = client.post(
+        _url(Integration, "change", integration.pk),
+        {
+            "name": "Bot",
+            "slug": "bot",
+            "is_active": "on",
+            "callback_url": "http://169.254.169.254/latest/",
+            "action_url": "",
+            "api_keys-TOTAL_FORMS": 0,
+            "api_keys-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 200 and "callback_url" in response.context["adminform"].form.errors
+    integration.refresh_from_db()
+    assert integration.callback_url == ""

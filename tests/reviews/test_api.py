@@ -542,3 +542,33 @@ def test_schema_and_docs_are_served_without_a_cdn(client, db):
     assert docs.status_code == 200
     html = docs.content.decode()
     assert "cdn" not in html.lower() and "/static/drf_spectacular_sidecar/" in html
+
+
+def test_an_expired_key_is_refused(integration):
+    key = services.issue_api_key(integration=integration)
+    ApiKey.objects.update(expires_at="2020-01-01T00:00:00Z")
+    assert ApiClient(f"Api-Key {key}").post(ITEMS, submission()).status_code == 401
+
+
+def test_a_key_revoked_in_the_admin_stops_working(client, integration, policy_admin):
+    key = services.issue_api_key(integration=integration)
+    api = ApiClient(f"Api-Key {key}")
+    assert api.get(ITEMS).status_code == 200
+    client.force_login(policy_admin)
+    selected = list(ApiKey.objects.values_list("pk", flat=True))
+    data = {"action": "revoke", "index": 0, "select_across": 0, "_selected_action": selected}
+    assert client.post("/admin/reviews/apikey/", data).status_code == 302
+    assert api.get(ITEMS).status_code == 401
+
+
+def test_healthz_is_503_when_the_broker_does_not_answer(client, db, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "ok" and response.json()["broker"].startswith("error")
+
+
+def test_people_are_throttled_too(reviewer, settings):
+    settings.HITL_STAFF_RATE = "2/minute"
+    client = token_client(reviewer)
+    assert [client.get(ITEMS).status_code for _ in range(3)] == [200, 200, 429]
