@@ -374,7 +374,9 @@ def evaluate(submission: Any, *, item_id: Any, integration_slug: str) -> GateDec
     now = time.monotonic()
     with _lock:
         cached = _cache
-    if cached is None or now - cached.checked_at >= settings.HITL_RULES_REFRESH_SECONDS:
+    elapsed = now - cached.checked_at if cached is not None else None
+    # A negative elapsed time means the clock the cache was stamped with is not this one.
+    if elapsed is None or not 0 <= elapsed < settings.HITL_RULES_REFRESH_SECONDS:
         revision = rules_revision()
         # Loaded after reading the revision, so the rules are at least that recent.
         rules = cached.rules if cached is not None and cached.revision == revision else load_rules()

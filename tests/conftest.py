@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 
+from policies import engine
 from reviews.models import COMPLIANCE_GROUP, POLICY_ADMINS_GROUP, REVIEWERS_GROUP
 from tests.factories import IntegrationFactory, QueueFactory, UserFactory
 from tests.receiver import Receiver
@@ -126,8 +127,12 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def _rules_apply_at_once(settings):
-    """Tests edit rules and evaluate right after; production rechecks every second."""
+    """Tests edit rules and evaluate right after; production rechecks every second.
+    Each test starts with a cold rule cache, whatever an earlier one left in it."""
     settings.HITL_RULES_REFRESH_SECONDS = 0
+    engine._cache = None
+    yield
+    engine._cache = None
 
 
 @pytest.fixture

@@ -479,3 +479,14 @@ def test_patterns_re2_cannot_run_are_refused_when_the_rule_is_edited(pattern):
 
 def test_an_re2_pattern_is_accepted_when_the_rule_is_edited():
     validate_condition_value("matches", r"(?i)\brefund\b \d+")
+
+
+def test_a_cache_stamped_ahead_of_the_clock_is_refreshed(settings):
+    """A stamp from another clock (a test's fake one, say) never freezes the rules."""
+    from policies import engine
+
+    settings.HITL_RULES_REFRESH_SECONDS = 60
+    gate(submission())
+    engine._cache = engine._Cached(engine._cache.revision, [], engine.time.monotonic() + 3600)
+    rule_with("signals.confidence", "lt", 0.99, outcome="review")
+    assert gate(submission()).outcome == "review"
