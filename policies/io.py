@@ -1,6 +1,6 @@
 """Policy as data: queues, reason codes and gate rules as one JSON document.
 
-The format is `shared/examples/policy.json`: top-level `queues`, `reason_codes`
+The format is that of `demo/policy.json`: top-level `queues`, `reason_codes`
 and `rules`, upserted by queue slug, reason-code `code` and rule `name`. An
 import never deletes what the file leaves out.
 

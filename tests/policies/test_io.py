@@ -16,7 +16,7 @@ from policies.models import GateCondition, GateRule
 from reviews.models import Queue, ReasonCode
 from tests.factories import GateConditionFactory, GateRuleFactory, QueueFactory
 
-EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "policy.json"
+EXAMPLE = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
 
 pytestmark = pytest.mark.django_db
 
