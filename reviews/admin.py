@@ -304,20 +304,30 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
             return None
         form = BulkApproveForm(request.POST if "justification" in request.POST else None)
         if form.is_bound and form.is_valid():
-            approved, failed = 0, []
+            approved, first_of_two, failed = 0, 0, []
             for item in items:
                 try:
-                    services.decide(
+                    decision = services.decide(
                         item=item,
                         user=request.user,
                         action="approve",
                         justification=form.cleaned_data["justification"],
                         checklist=[True] * len(item.queue.checklist),
                     )
-                    approved += 1
                 except DomainError as exc:
                     failed.append(f"{item}: {exc.detail}")
+                    continue
+                if decision.is_final:
+                    approved += 1
+                else:
+                    first_of_two += 1
             self.message_user(request, f"Approved {approved} item(s).", messages.SUCCESS)
+            if first_of_two:
+                self.message_user(
+                    request,
+                    f"{first_of_two} item(s) got their first approval and wait for another reviewer.",
+                    messages.INFO,
+                )
             for failure in failed:
                 self.message_user(request, failure, messages.WARNING)
             return None

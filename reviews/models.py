@@ -369,6 +369,11 @@ class ReviewItem(models.Model):
     review_round = models.PositiveSmallIntegerField(
         default=1, help_text="Increases each time the item is escalated to another queue."
     )
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="The strictest approval requirement of every queue the item has been in: "
+        "escalation never lowers it.",
+    )
     entered_queue_at = models.DateTimeField(null=True, blank=True)
     at_risk_at = models.DateTimeField(null=True, blank=True)
     at_risk_flagged_at = models.DateTimeField(
@@ -492,6 +497,13 @@ class ReviewItem(models.Model):
     def is_overdue(self, now=None) -> bool:
         now = now or timezone.now()
         return bool(self.is_open and self.due_at and self.due_at <= now)
+
+    @property
+    def approvals_needed(self) -> int:
+        """Approvals from different reviewers that make the item final: the strictest
+        requirement it has met on its way, or its queue's, whichever is higher."""
+        current = self.queue.required_approvals if self.queue_id else 1
+        return max(self.required_approvals, current)
 
     def can_be_reviewed_by(self, user) -> bool:
         return (

@@ -63,6 +63,7 @@ STATE_FIELDS = [
     "status",
     "queue",
     "review_round",
+    "required_approvals",
     "entered_queue_at",
     "at_risk_at",
     "at_risk_flagged_at",
@@ -149,8 +150,11 @@ def request_fingerprint(payload: dict[str, Any]) -> str:
 
 
 def _enter_queue(item: ReviewItem, queue: Queue, now: datetime) -> None:
-    """Place an item at the back of a queue's SLA clock (on submission and on escalation)."""
+    """Place an item at the back of a queue's SLA clock (on submission and on escalation).
+    The item keeps the strictest approval requirement it has met: moving it to a
+    one-approval queue never removes the second pair of eyes."""
     item.queue = queue
+    item.required_approvals = max(item.required_approvals or 1, queue.required_approvals)
     item.status = ItemStatus.PENDING
     item.entered_queue_at = now
     item.due_at = now + queue.sla
@@ -457,6 +461,18 @@ def _ensure_distinct_approver(approvals: list[Decision], user) -> None:
         raise NotAllowed("Four-eyes queue: the second approval must come from another reviewer.")
 
 
+def _approvals_suffice(item: ReviewItem, approver_ids: list[int]) -> bool:
+    """Enough different reviewers approved this round, and not only people who
+    escalated the item: whoever moved it to another queue cannot be the one who
+    then waves it through there alone."""
+    if len(approver_ids) < item.approvals_needed:
+        return False
+    escalated_by = set(
+        item.decisions.filter(action=DecisionAction.ESCALATE).values_list("reviewer_id", flat=True)
+    )
+    return any(approver not in escalated_by for approver in approver_ids)
+
+
 def _reason_codes(codes: list[str], action: str) -> list[ReasonCode]:
     wanted = list(dict.fromkeys(codes or []))
     if any(not isinstance(code, str) for code in wanted):
@@ -578,7 +594,7 @@ def decide(
 
         step = item.decisions.filter(round=item.review_round).count() + 1
         is_final = action == DecisionAction.REJECT or (
-            is_approval and len(approvals) + 1 >= queue.required_approvals
+            is_approval and _approvals_suffice(item, [*(d.reviewer_id for d in approvals), user.pk])
         )
         decision = Decision.objects.create(
             item=item,

@@ -370,6 +370,11 @@ class Workspace:
             "first_approval": first_approval,
             "being_approved": edited_version(first_approval) if first_approval else [],
             "i_approved_first": bool(first_approval and first_approval.reviewer_id == user.pk),
+            "approvals_needed": item.approvals_needed if item.queue_id else 1,
+            "approvals_kept": bool(item.queue_id and item.required_approvals > item.queue.required_approvals),
+            "i_escalated": any(
+                d.action == DecisionAction.ESCALATE and d.reviewer_id == user.pk for d in decisions
+            ),
             "checklist": [str(entry) for entry in (item.queue.checklist or [])] if item.queue else [],
             "may_review": may_review,
             "read_only": not acts,

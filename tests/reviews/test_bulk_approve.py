@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.messages import get_messages
 
 from reviews import services
 from reviews.models import ItemStatus, ReviewItem
-from tests.factories import GateRuleFactory, submission
+from tests.conftest import make_reviewer
+from tests.factories import GateRuleFactory, QueueFactory, submission
 
 CHANGELIST = "/admin/reviews/reviewitem/"
 
@@ -51,3 +53,25 @@ def test_bulk_approve_is_not_offered_to_people_who_review_nothing(client, compli
     client.force_login(compliance)
     post_action(client, held, justification="x")
     assert not ReviewItem.objects.filter(status=ItemStatus.APPROVED).exists()
+
+
+def test_bulk_approval_of_an_item_escalated_from_four_eyes_is_only_its_first_approval(
+    client, reviewer, integration, queue
+):
+    payments = QueueFactory(slug="payments", required_approvals=2)
+    payments.reviewer_groups.add(*queue.reviewer_groups.all())
+    queue.bulk_approve_allowed = True
+    queue.save()
+    GateRuleFactory(name="Payments", queue=payments)
+    item = services.submit_item(integration=integration, payload=submission()).item
+    services.decide(
+        item=item, user=reviewer, action="escalate", justification="Routine.", escalate_to="general"
+    )
+
+    client.force_login(make_reviewer("bulk", queue))
+    response = post_action(client, [item], justification="Routine answers, checked.")
+    item.refresh_from_db()
+    notes = [str(m) for m in get_messages(response.wsgi_request)]
+    assert "Approved 0 item(s)." in notes
+    assert "1 item(s) got their first approval and wait for another reviewer." in notes
+    assert item.status == ItemStatus.PENDING and item.decisions.filter(action="approve").count() == 1

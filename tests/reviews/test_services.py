@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -594,6 +595,81 @@ def test_a_rejection_by_the_second_reviewer_is_final(
     )
     item.refresh_from_db()
     assert item.status == ItemStatus.REJECTED
+
+
+@pytest.fixture
+def one_approval(db):
+    group = Group.objects.create(name="quick-reviewers")
+    quick = QueueFactory(slug="quick", name="Quick", required_approvals=1)
+    quick.reviewer_groups.add(group)
+    return quick
+
+
+def test_escalating_a_four_eyes_item_to_a_one_approval_queue_keeps_two_approvals(
+    integration, review_all, four_eyes, one_approval, reviewer, other_reviewer
+):
+    reviewer.groups.add(*one_approval.reviewer_groups.all())
+    other_reviewer.groups.add(*one_approval.reviewer_groups.all())
+    item = submit(integration)
+    services.decide(item=item, user=reviewer, action="escalate", justification="Quick.", escalate_to="quick")
+    item.refresh_from_db()
+    assert item.queue == one_approval and item.required_approvals == 2
+
+    first = approve(item, reviewer)
+    item.refresh_from_db()
+    assert not first.is_final and item.status == ItemStatus.PENDING and item.final_output is None
+    with pytest.raises(NotAllowed):
+        approve(item, reviewer)
+    assert approve(item, other_reviewer).is_final
+    item.refresh_from_db()
+    assert item.status == ItemStatus.APPROVED
+
+
+def test_whoever_escalated_cannot_be_the_only_approver_afterwards(
+    integration, review_all, queue, one_approval, reviewer, other_reviewer
+):
+    reviewer.groups.add(*one_approval.reviewer_groups.all())
+    other_reviewer.groups.add(*one_approval.reviewer_groups.all())
+    item = submit(integration)
+    services.decide(item=item, user=reviewer, action="escalate", justification="Quick.", escalate_to="quick")
+    item.refresh_from_db()
+    assert item.required_approvals == 1
+
+    alone = approve(item, reviewer)
+    item.refresh_from_db()
+    assert not alone.is_final and item.status == ItemStatus.PENDING
+    assert services.claim_next(queue=one_approval, user=reviewer) is None
+    assert approve(item, other_reviewer).is_final
+
+
+def test_a_reviewer_who_did_not_escalate_approves_alone_in_a_one_approval_queue(
+    integration, review_all, queue, one_approval, reviewer, other_reviewer
+):
+    other_reviewer.groups.add(*one_approval.reviewer_groups.all())
+    item = submit(integration)
+    services.decide(item=item, user=reviewer, action="escalate", justification="Quick.", escalate_to="quick")
+    assert approve(item, other_reviewer).is_final
+
+
+def test_a_timeout_escalation_keeps_four_eyes(integration, review_all, four_eyes, one_approval, reviewer):
+    four_eyes.timeout_outcome = Queue.TimeoutOutcome.ESCALATE
+    four_eyes.escalation_queue = one_approval
+    four_eyes.save()
+    reviewer.groups.add(*one_approval.reviewer_groups.all())
+    item = submit(integration)
+    services.apply_sla_timeouts(now=item.due_at + timedelta(seconds=1))
+    item.refresh_from_db()
+    assert item.queue == one_approval and item.required_approvals == 2
+    assert not approve(item, reviewer).is_final
+
+
+def test_raising_a_queues_approvals_applies_to_the_items_waiting_in_it(
+    integration, review_all, queue, reviewer
+):
+    item = submit(integration)
+    queue.required_approvals = 2
+    queue.save()
+    assert not approve(item, reviewer).is_final
 
 
 def test_database_refuses_two_approvals_by_one_reviewer_in_a_round(

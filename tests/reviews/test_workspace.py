@@ -536,6 +536,28 @@ def test_the_second_reviewer_sees_the_edited_version_being_approved(
     assert 'value="edit"' not in content  # the second reviewer approves or rejects the edit
 
 
+def test_the_review_page_says_escalation_kept_four_eyes_and_who_cannot_approve_alone(
+    client, integration, review_all, four_eyes, reviewer, other_reviewer
+):
+    quick = QueueFactory(slug="quick", name="Quick", required_approvals=1)
+    quick.reviewer_groups.add(*four_eyes.reviewer_groups.all())
+    item = submit(integration)
+    services.decide(item=item, user=reviewer, action="escalate", justification="Quick.", escalate_to="quick")
+
+    client.force_login(reviewer)
+    page = client.get(review_url(item)).content.decode()
+    assert 'id="approvals-kept"' in page and "escalation never lowers that" in page
+    assert 'id="escalated-by-you"' in page and "four-eyes</span>" in page
+    response = decide(client, item, justification="Fine by me.")
+    assert any("first approval" in text for text in messages_of(response))
+    item.refresh_from_db()
+    assert item.status == ItemStatus.PENDING
+
+    client.force_login(other_reviewer)
+    page = client.get(review_url(item)).content.decode()
+    assert 'id="escalated-by-you"' not in page
+
+
 # --- Who may see and act ---------------------------------------------------------------------------
 
 
