@@ -9,9 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
-from simple_history.models import HistoricalRecords
 
-from reviews.models import RiskLevel
+from reviews.models import RiskLevel, audited_history
 
 # Fields a condition may name. `metadata.` takes any key below it.
 FIELD_PATHS = (
@@ -149,7 +148,7 @@ class GateRule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords()
+    history = audited_history()
 
     class Meta:
         ordering = ["priority", "name"]
@@ -198,7 +197,7 @@ class GateCondition(models.Model):
     position = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords()
+    history = audited_history()
 
     class Meta:
         ordering = ["position", "id"]

@@ -13,14 +13,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
-from django.utils import timezone
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from rest_framework.authtoken.models import TokenProxy
 from simple_history.admin import SimpleHistoryAdmin
 
 from reviews import delivery, services
@@ -36,8 +38,10 @@ from reviews.models import (
     Queue,
     ReasonCode,
     ReviewItem,
+    StaffToken,
 )
 from reviews.permissions import sees_everything
+from reviews.selectors import records_naming
 from reviews.workspace import workspace_urls
 
 admin.site.site_header = "HITL review gates"
@@ -124,6 +128,10 @@ class ReasonCodeAdmin(ReadOnlyHistoryAdmin):
     list_filter = ["active", "creates_backlog_item"]
     search_fields = ["code", "label"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Decisions cite codes by their code: renaming one would rewrite what they say.
+        return ["code"] if obj is not None and obj.is_cited else []
+
     def has_delete_permission(self, request, obj=None) -> bool:
         # Decisions cite their codes; deleting one would rewrite them. Retire it (active off).
         return False
@@ -133,7 +141,7 @@ class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     extra = 0
     fields = ["name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
-    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    readonly_fields = ["prefix", "created_at", "revoked_at", "last_used_at"]
     can_delete = False
     show_change_link = True
 
@@ -159,16 +167,24 @@ class ApiKeyAdmin(ReadOnlyHistoryAdmin):
     list_filter = ["integration"]
     list_select_related = ["integration"]
     fields = ["integration", "name", "prefix", "expires_at", "revoked_at", "created_at", "last_used_at"]
-    readonly_fields = ["integration", "prefix", "created_at", "last_used_at"]
+    # Revocation is final: a key is revoked with the action, never un-revoked (issue a new one).
+    readonly_fields = ["integration", "prefix", "revoked_at", "created_at", "last_used_at"]
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:
         return False
 
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.revoked_at is not None:
+            return [*self.readonly_fields, "name", "expires_at"]
+        return self.readonly_fields
+
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for key in keys:
+            services.revoke_api_key(api_key=key)
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
 
 
 class BulkApproveForm(forms.Form):
@@ -452,7 +468,7 @@ class DecisionAdmin(QueueScopedAdmin):
         "queue",
         "action",
         "justification",
-        "reason_codes",
+        "cited_codes",
         "edited_output",
         "edited_action",
         "checklist",
@@ -520,4 +536,94 @@ class IncidentAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# --- People: accounts on the audit trail are deactivated, never deleted -------------------------------
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class AuditedUserAdmin(UserAdmin):
+    """A user named in decisions, claims, incidents or history is kept: deleting them
+    would leave records that say "changed by None". Untick Active instead."""
+
+    def delete_view(self, request, object_id, extra_context=None):
+        user = self.get_object(request, unquote(object_id))
+        if user is not None:
+            named_in = records_naming(user)
+            if named_in:
+                self.message_user(request, self._kept_message(user, named_in), messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:auth_user_change", args=[user.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        kept = [self._kept_message(user, named) for user in objs if (named := records_naming(user))]
+        if kept:
+            # The reason, rather than "you may not delete decisions": nobody may.
+            return deleted, counts, set(), [*kept, *protected]
+        return deleted, counts, perms_needed, protected
+
+    @staticmethod
+    def _kept_message(user, named_in: list[str]) -> str:
+        return (
+            f"{user.get_username()} appears in {', '.join(named_in)} and cannot be deleted: "
+            "the audit trail keeps who acted. Deactivate the account instead (untick Active)."
+        )
+
+
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(StaffToken)
+class StaffTokenAdmin(admin.ModelAdmin):
+    """Staff API tokens by prefix only; `manage.py drf_create_token USER` makes one and
+    shows it once. A token's primary key is the token itself, so no page here links to
+    a token by its key: the list goes by user, and "Revoke" deletes the user's token."""
+
+    list_display = ["prefix", "user", "created", "revoke_link"]
+    list_display_links = None
+    list_select_related = ["user"]
+    search_fields = ["user__username"]
+    actions = None  # selection checkboxes would carry the keys
+
+    @admin.display(description="Token")
+    def prefix(self, token) -> str:
+        return f"{token.key[:6]}…"
+
+    @admin.display(description="")
+    def revoke_link(self, token) -> str:
+        return format_html(
+            '<a href="{}">Revoke</a>', reverse("admin:reviews_stafftoken_revoke", args=[token.user_id])
+        )
+
+    def get_urls(self):
+        revoke = self.admin_site.admin_view(self.revoke_view)
+        return [path("<int:user_id>/revoke/", revoke, name="reviews_stafftoken_revoke"), *super().get_urls()]
+
+    def revoke_view(self, request, user_id: int):
+        token = get_object_or_404(StaffToken.objects.select_related("user"), user_id=user_id)
+        if not self.has_delete_permission(request, token):
+            raise PermissionDenied
+        if request.method == "POST":
+            token.delete()
+            self.message_user(request, f"Revoked the API token of {token.user}.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:reviews_stafftoken_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Revoke the API token of {token.user}",
+            "token": token,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/reviews/stafftoken/revoke.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return HttpResponseRedirect(reverse("admin:reviews_stafftoken_changelist"))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

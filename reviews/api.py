@@ -74,7 +74,7 @@ def scoped_items(request):
     """The items the caller may see, ready for the item representation."""
     items = ReviewItem.objects.select_related("queue", "claimed_by").prefetch_related(
         Prefetch(
-            "decisions", queryset=Decision.objects.select_related("reviewer").prefetch_related("reason_codes")
+            "decisions", queryset=Decision.objects.select_related("reviewer")
         )
     )
     integration = integration_of(request)

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 from simple_history.models import HistoricalRecords
 
 from reviews.webhooks import UnsafeURL, check_outbound_url
@@ -39,6 +40,30 @@ class RiskLevel(models.TextChoices):
 
 # Lower numbers are reviewed first (queue order is priority, then due_at, then age).
 PRIORITY_BY_RISK = {RiskLevel.HIGH: 10, RiskLevel.MEDIUM: 20, RiskLevel.LOW: 30}
+
+
+# --- History ------------------------------------------------------------------------
+
+
+class AuditedHistory(models.Model):
+    """Extra columns on every history table (the `bases` of each HistoricalRecords).
+
+    `history_user` is a foreign key, and a foreign key can only point at a user who
+    still exists; `history_actor` keeps the name as it was, so a record never reads
+    "changed by None". Filled in by `reviews.history` as each row is written.
+    """
+
+    history_actor = models.CharField(
+        max_length=150, blank=True, help_text="Who made the change, by name, as it was at the time."
+    )
+
+    class Meta:
+        abstract = True
+
+
+def audited_history(**options) -> HistoricalRecords:
+    """The history of an audited model: append-only, with the actor's name on each row."""
+    return HistoricalRecords(bases=[AuditedHistory], **options)
 
 
 # --- Integrations ----------------------------------------------------------------
@@ -68,7 +93,7 @@ class Integration(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    history = HistoricalRecords(excluded_fields=["webhook_secret", "previous_webhook_secret"])
+    history = audited_history(excluded_fields=["webhook_secret", "previous_webhook_secret"])
 
     class Meta:
         ordering = ["name"]
@@ -117,7 +142,7 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
-    history = HistoricalRecords(excluded_fields=["hashed_key", "last_used_at"])
+    history = audited_history(excluded_fields=["hashed_key", "last_used_at"])
 
     class Meta:
         verbose_name = "API key"
@@ -138,6 +163,18 @@ class ApiKey(models.Model):
         if len(prefix) != cls.PREFIX_LENGTH:
             return None
         return prefix, key
+
+
+class StaffToken(Token):
+    """DRF's token for people using the API, as the admin lists it: by a prefix, never
+    the whole key (it is shown once, by `manage.py drf_create_token`)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "staff API token"
+
+    def __str__(self) -> str:
+        return f"{self.key[:6]}… ({self.user})"
 
 
 # --- Queues and reason codes -----------------------------------------------------------
@@ -200,7 +237,7 @@ class Queue(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = QueueQuerySet.as_manager()
-    history = HistoricalRecords(m2m_fields=[reviewer_groups])
+    history = audited_history(m2m_fields=[reviewer_groups])
 
     class Meta:
         ordering = ["slug"]
@@ -249,7 +286,7 @@ class ReasonCode(models.Model):
         default=False, help_text="A rejection or edit with this code opens or updates a backlog item."
     )
 
-    history = HistoricalRecords()
+    history = audited_history()
 
     class Meta:
         ordering = ["code"]
@@ -268,9 +305,20 @@ class ReasonCode(models.Model):
             raise ValidationError(
                 {"applies_to": f"Choose one or more of: {', '.join(DecisionAction.values)}."}
             )
+        if self.pk and self.is_cited:
+            stored = ReasonCode.objects.filter(pk=self.pk).values_list("code", flat=True).first()
+            if stored is not None and stored != self.code:
+                raise ValidationError(
+                    {"code": f"Decisions cite {stored!r}, so its code cannot change; add a new code instead."}
+                )
 
     def applies(self, action: str) -> bool:
         return action in (self.applies_to or [])
+
+    @property
+    def is_cited(self) -> bool:
+        """Once a decision cites a code, the code itself is frozen (label and active may change)."""
+        return bool(self.pk) and self.decisions.exists()
 
 
 # --- Review items ------------------------------------------------------------------------
@@ -416,7 +464,7 @@ class ReviewItem(models.Model):
 
     objects = ReviewItemQuerySet.as_manager()
     # The submitted payload is immutable, so history keeps the state, not copies of it.
-    history = HistoricalRecords(
+    history = audited_history(
         excluded_fields=["input", "output", "action", "context", "signals", "metadata", "request_hash"],
         history_change_reason_field=models.TextField(null=True),
     )
@@ -527,6 +575,9 @@ class Decision(models.Model):
     action = models.CharField(max_length=10, choices=DecisionAction.choices)
     justification = models.TextField()
     reason_codes = models.ManyToManyField(ReasonCode, blank=True, related_name="decisions")
+    cited_codes = models.JSONField(
+        default=list, blank=True, help_text="The reason codes as the reviewer gave them, kept as they were."
+    )
     edited_output = models.JSONField(null=True, blank=True)
     edited_action = models.JSONField(null=True, blank=True)
     checklist = models.JSONField(default=list, blank=True)
@@ -597,7 +648,7 @@ class BacklogItem(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords()
+    history = audited_history()
 
     class Meta:
         ordering = ["-updated_at"]
@@ -652,7 +703,7 @@ class Incident(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    history = HistoricalRecords()
+    history = audited_history()
 
     class Meta:
         ordering = ["-created_at"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.apps import apps
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
-from reviews.models import OPEN_STATUSES, ItemStatus, Queue
+from reviews.models import OPEN_STATUSES, AuditedHistory, Decision, Incident, ItemStatus, Queue, ReviewItem
 
 
 def queue_overview(user, now: datetime | None = None) -> QuerySet[Queue]:
@@ -26,3 +27,21 @@ def queue_overview(user, now: datetime | None = None) -> QuerySet[Queue]:
         )
         .order_by("name")
     )
+
+
+def records_naming(user) -> list[str]:
+    """What in the audit trail names this user: decisions, claims, incidents and history.
+    A user named anywhere there is deactivated, never deleted (SPEC section 10)."""
+    found = []
+    if Decision.objects.filter(reviewer=user).exists():
+        found.append("decisions")
+    if ReviewItem.objects.filter(claimed_by=user).exists():
+        found.append("claims on items")
+    if Incident.objects.filter(reported_by=user).exists():
+        found.append("incident reports")
+    history = [
+        model._meta.verbose_name_plural
+        for model in apps.get_models()
+        if issubclass(model, AuditedHistory) and model.objects.filter(history_user=user).exists()
+    ]
+    return found + sorted(str(name) for name in history)

@@ -135,7 +135,7 @@ class DecisionSerializer(serializers.ModelSerializer):
         fields = ["action", "reviewer", "justification", "reason_codes", "created_at"]
 
     def get_reason_codes(self, decision: Decision) -> list[str]:
-        return [code.code for code in decision.reason_codes.all()]
+        return list(decision.cited_codes)
 
 
 class ItemSerializer(serializers.ModelSerializer):

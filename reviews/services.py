@@ -93,6 +93,17 @@ def issue_api_key(*, integration: Integration, name: str = "default") -> str:
     return key
 
 
+def revoke_api_key(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key for good; a revoked key is never restored (issue another instead)."""
+    with transaction.atomic():
+        api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key._change_reason = "revoked"
+            api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
 @transaction.atomic
 def create_integration(
     *, name: str, slug: str = "", callback_url: str = "", action_url: str = ""
@@ -605,6 +616,7 @@ def decide(
             edited_output=edited_output if action == DecisionAction.EDIT else None,
             edited_action=edited_action if action == DecisionAction.EDIT else None,
             checklist=answers,
+            cited_codes=[code.code for code in codes],
             round=item.review_round,
             step=step,
             is_final=is_final,

@@ -345,13 +345,11 @@ class Workspace:
     def review_page(self, request, item: ReviewItem, may_review: bool, form: DecisionForm | None = None):
         user = request.user
         now = timezone.now()
-        decisions = list(
-            item.decisions.select_related("reviewer", "queue")
-            .prefetch_related("reason_codes")
-            .order_by("created_at")
-        )
+        decisions = list(item.decisions.select_related("reviewer", "queue").order_by("created_at"))
+        labels = dict(ReasonCode.objects.values_list("code", "label")) if decisions else {}
         for decision in decisions:
             decision.edits = edit_diffs(item, decision) if decision.action == DecisionAction.EDIT else []
+            decision.codes_shown = [(code, labels.get(code, "")) for code in decision.cited_codes]
         approvals = (
             [d for d in decisions if d.round == item.review_round and d.is_approval] if item.is_open else []
         )
