@@ -26,6 +26,7 @@ from rest_framework.authtoken.models import TokenProxy
 from simple_history.admin import SimpleHistoryAdmin
 
 from reviews import delivery, services
+from reviews.access import may_read_item, readable_queues, sees_everything
 from reviews.exceptions import DomainError
 from reviews.models import (
     ApiKey,
@@ -40,7 +41,6 @@ from reviews.models import (
     ReviewItem,
     StaffToken,
 )
-from reviews.permissions import sees_everything
 from reviews.selectors import records_naming
 from reviews.workspace import workspace_urls
 
@@ -79,26 +79,29 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
 
 
 class QueueScopedAdmin(admin.ModelAdmin):
-    """Rows limited to the queues the user reviews, reached through `queue_lookup`.
+    """Rows limited to the queues whose items the user may read (`reviews.access`),
+    reached through `queue_lookup`.
 
-    Compliance, superusers and whoever may change the model (policy admins for
-    queues, backlog, incidents, deliveries) see every row.
+    `editors_see_every_row`: for rows that carry no item content (queues, backlog
+    entries, delivery status), whoever may change the model sees them all, so policy
+    admins can edit queues and retry deliveries without reading any item.
     """
 
     queue_lookup = "queue"
+    editors_see_every_row = False
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        user = request.user
         opts = self.model._meta
-        if sees_everything(user) or user.has_perm(f"{opts.app_label}.change_{opts.model_name}"):
+        if self.editors_see_every_row and request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}"):
             return queryset
-        return queryset.filter(**{f"{self.queue_lookup}__in": Queue.objects.reviewable_by(user)})
+        return queryset.filter(**{f"{self.queue_lookup}__in": readable_queues(request.user)})
 
 
 @admin.register(Queue)
 class QueueAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
     queue_lookup = "pk"
+    editors_see_every_row = True
     list_display = [
         "slug",
         "name",
@@ -222,12 +225,7 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue"
 
     def lookups(self, request, model_admin):
-        queues = (
-            Queue.objects.all()
-            if sees_everything(request.user)
-            else Queue.objects.reviewable_by(request.user)
-        )
-        return [(queue.slug, queue.name) for queue in queues.order_by("name")]
+        return [(queue.slug, queue.name) for queue in readable_queues(request.user).order_by("name")]
 
     def queryset(self, request, queryset):
         return queryset.filter(queue__slug=self.value()) if self.value() else queryset
@@ -257,7 +255,7 @@ class ReviewerFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         users = get_user_model().objects.filter(decisions__isnull=False).distinct().order_by("username")
         if not sees_everything(request.user):
-            users = users.filter(decisions__queue__in=Queue.objects.reviewable_by(request.user))
+            users = users.filter(decisions__queue__in=readable_queues(request.user))
         return [(str(user.pk), user.get_username()) for user in users[:200]]
 
     def queryset(self, request, queryset):
@@ -428,7 +426,11 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(QueueScopedAdmin):
+    """Deliveries. Policy admins see every one, to retry failed ones, but the payload
+    (the item's content) only for items they may read."""
+
     queue_lookup = "item__queue"
+    editors_see_every_row = True
     list_display = ["created_at", "item", "kind", "status", "attempts", "next_attempt_at", "last_error"]
     list_filter = ["status", "kind"]
     list_select_related = ["item"]
@@ -441,6 +443,11 @@ class OutboxMessageAdmin(QueueScopedAdmin):
     readonly_fields = fields
     inlines = [DeliveryAttemptInline]
     actions = ["retry"]
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not may_read_item(request.user, obj.item):
+            return [name for name in self.fields if name != "payload"]
+        return self.fields
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -492,11 +499,40 @@ class DecisionAdmin(QueueScopedAdmin):
 
 @admin.register(BacklogItem)
 class BacklogItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
+    """Root causes to fix. Policy admins work them, so they see every entry; the
+    decisions behind one are linked only where the user may read the item."""
+
+    editors_see_every_row = True
     list_display = ["title", "reason_code", "queue", "status", "updated_at"]
     list_filter = ["status", "reason_code", QueueFilter]
     list_select_related = ["reason_code", "queue"]
-    fields = ["title", "reason_code", "queue", "status", "notes", "decisions"]
-    readonly_fields = ["reason_code", "queue", "decisions"]
+    fields = ["title", "reason_code", "queue", "status", "notes", "raised_by"]
+    readonly_fields = ["reason_code", "queue", "raised_by"]
+
+    def get_object(self, request, object_id, from_field=None):
+        backlog = super().get_object(request, object_id, from_field)
+        if backlog is not None:
+            # Read by `raised_by`, which is given only the object.
+            backlog.readable_queue_ids = set(readable_queues(request.user).values_list("pk", flat=True))
+        return backlog
+
+    @admin.display(description="Raised by decisions")
+    def raised_by(self, backlog):
+        decisions = list(backlog.decisions.select_related("reviewer", "item").order_by("created_at"))
+        visible = getattr(backlog, "readable_queue_ids", set())
+        readable = [d for d in decisions if d.item.queue_id in visible]
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{} by {}</a>',
+            (
+                (reverse("admin:reviews_review", args=[d.item_id]), d.get_action_display(), d.reviewer)
+                for d in readable
+            ),
+        )
+        hidden = len(decisions) - len(readable)
+        if hidden:
+            return format_html("{}{}{} in queues you do not review", links, "; " if readable else "", hidden)
+        return links or "–"
 
     def has_add_permission(self, request) -> bool:
         return False  # opened by decisions

@@ -22,10 +22,11 @@ from rest_framework.views import APIView
 
 from policies.engine import evaluate
 from reviews import services
+from reviews.access import readable_items
 from reviews.authentication import integration_of
 from reviews.filters import ItemFilter
 from reviews.models import Decision, Queue, ReviewItem
-from reviews.permissions import IsIntegration, IsReviewer, IsStaffReader, sees_everything
+from reviews.permissions import IsIntegration, IsReviewer, IsStaffReader
 from reviews.selectors import queue_overview
 from reviews.serializers import (
     DecisionInputSerializer,
@@ -73,16 +74,12 @@ class ItemCursorPagination(CursorPagination):
 def scoped_items(request):
     """The items the caller may see, ready for the item representation."""
     items = ReviewItem.objects.select_related("queue", "claimed_by").prefetch_related(
-        Prefetch(
-            "decisions", queryset=Decision.objects.select_related("reviewer")
-        )
+        Prefetch("decisions", queryset=Decision.objects.select_related("reviewer"))
     )
     integration = integration_of(request)
     if integration is not None:
         return items.visible_to_integration(integration)
-    if sees_everything(request.user):
-        return items
-    return items.reviewable_by(request.user)
+    return readable_items(request.user, items)
 
 
 def read_idempotency_key(request) -> str:

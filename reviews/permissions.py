@@ -1,27 +1,12 @@
-"""Who may call what (SPEC section 2). Object scoping lives in the viewsets' querysets."""
+"""Who may call which endpoint (SPEC section 2); who may see which item is `reviews.access`."""
 
 from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
+from reviews.access import is_staff_reader
 from reviews.authentication import integration_of
-from reviews.models import COMPLIANCE_GROUP, REVIEWERS_GROUP
-
-
-def is_staff_reader(user) -> bool:
-    """People who may read items through the API: reviewers, compliance, superusers."""
-    if not (user and user.is_authenticated and user.is_active):
-        return False
-    if user.is_superuser:
-        return True
-    return user.groups.filter(name__in=[REVIEWERS_GROUP, COMPLIANCE_GROUP]).exists()
-
-
-def sees_everything(user) -> bool:
-    """Superusers and compliance staff read every queue."""
-    return bool(user and user.is_authenticated) and (
-        user.is_superuser or user.groups.filter(name=COMPLIANCE_GROUP).exists()
-    )
+from reviews.models import REVIEWERS_GROUP
 
 
 class IsIntegration(BasePermission):

@@ -25,10 +25,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from reviews import selectors, services
+from reviews.access import may_read_item, sees_everything
 from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
 from reviews.parsers import UnsafeJSON, check_json_shape, loads_checked
-from reviews.permissions import sees_everything
 from reviews.presentation import (
     action_params,
     edit_diffs,
@@ -208,9 +208,9 @@ class Workspace:
             ReviewItem.objects.select_related("queue__escalation_queue", "claimed_by", "integration"),
             pk=item_id,
         )
-        may_review = item.can_be_reviewed_by(request.user)
-        if not may_review and not sees_everything(request.user):
+        if not may_read_item(request.user, item):
             raise Http404("No such item.")
+        may_review = item.can_be_reviewed_by(request.user)
         return item, may_review
 
     def load_for_action(self, request, item_id: UUID) -> ReviewItem:
