@@ -11,7 +11,9 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ERROR_FLAG, ChangeList
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -49,7 +51,44 @@ admin.site.site_title = "HITL review gates"
 admin.site.index_title = "Review workspace"
 
 
-class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
+MAX_DATABASE_ID = 2**63 - 1
+
+
+def parse_id(value) -> int | None:
+    """A database id from a URL or a query string: plain ASCII digits in bigint range
+    (`"²".isdigit()` is true and `int()` takes it; databases overflow past 2**63)."""
+    value = str(value if value is not None else "")
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_DATABASE_ID:
+        return None
+    return int(value)
+
+
+class GuardedChangeList(ChangeList):
+    """Django parses the date drill-down (`created_at__year=…`) with int() and catches
+    ValueError only; a year of 10**20 overflows. Any such value is a bad lookup, which
+    the changelist answers with its "?e=1" redirect."""
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+class GuardedAdmin:
+    """Mixed into every admin of the project: URL and query parameters are parsed, not trusted."""
+
+    def get_changelist(self, request, **kwargs):
+        return GuardedChangeList
+
+    def changelist_view(self, request, extra_context=None):
+        # PostgreSQL text cannot hold NUL, so a NUL in a search or filter would fail the query.
+        if any("\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values):
+            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
+        return super().changelist_view(request, extra_context)
+
+
+class ReadOnlyHistoryAdmin(GuardedAdmin, SimpleHistoryAdmin):
     """History pages may be read, never reverted: reverting rewrites the past
     (and for rules would restore the row without its conditions or a new version)."""
 
@@ -64,6 +103,8 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
         # simple-history saves a POST to this view even for view-only users.
         if request.method == "POST":
             raise PermissionDenied
+        if parse_id(version_id) is None:
+            raise Http404
         self._ensure_visible(request, object_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
 
@@ -72,13 +113,13 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
         get_queryset, which would show other queues' items: scope it first."""
         try:
             visible = self.get_queryset(request).filter(pk=unquote(object_id)).exists()
-        except (ValueError, ValidationError):
+        except (ValueError, ValidationError, OverflowError):
             visible = False
         if not visible:
             raise Http404
 
 
-class QueueScopedAdmin(admin.ModelAdmin):
+class QueueScopedAdmin(GuardedAdmin, admin.ModelAdmin):
     """Rows limited to the queues whose items the user may read (`reviews.access`),
     reached through `queue_lookup`.
 
@@ -259,9 +300,9 @@ class ReviewerFilter(admin.SimpleListFilter):
         return [(str(user.pk), user.get_username()) for user in users[:200]]
 
     def queryset(self, request, queryset):
-        if not (self.value() or "").isdigit():
+        reviewer = parse_id(self.value())
+        if reviewer is None:
             return queryset
-        reviewer = int(self.value())
         decided = Decision.objects.filter(item=OuterRef("pk"), reviewer_id=reviewer)
         return queryset.filter(Q(claimed_by_id=reviewer) | Exists(decided))
 
@@ -581,7 +622,7 @@ admin.site.unregister(get_user_model())
 
 
 @admin.register(get_user_model())
-class AuditedUserAdmin(UserAdmin):
+class AuditedUserAdmin(GuardedAdmin, UserAdmin):
     """A user named in decisions, claims, incidents or history is kept: deleting them
     would leave records that say "changed by None". Untick Active instead."""
 
@@ -614,7 +655,7 @@ admin.site.unregister(TokenProxy)
 
 
 @admin.register(StaffToken)
-class StaffTokenAdmin(admin.ModelAdmin):
+class StaffTokenAdmin(GuardedAdmin, admin.ModelAdmin):
     """Staff API tokens by prefix only; `manage.py drf_create_token USER` makes one and
     shows it once. A token's primary key is the token itself, so no page here links to
     a token by its key: the list goes by user, and "Revoke" deletes the user's token."""
@@ -663,3 +704,16 @@ class StaffTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+def guard_other_admins() -> None:
+    """The admins of other apps (django-axes' lockout pages, auth groups) parse their
+    query strings the same way: re-register each with the GuardedAdmin mixin."""
+    for model, model_admin in list(admin.site._registry.items()):
+        if not isinstance(model_admin, GuardedAdmin):
+            guarded = type(f"Guarded{type(model_admin).__name__}", (GuardedAdmin, type(model_admin)), {})
+            admin.site.unregister(model)
+            admin.site.register(model, guarded)
+
+
+guard_other_admins()

@@ -7,15 +7,18 @@ integration's item, or an item of a queue the reviewer may not see, is a 404.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -69,6 +72,21 @@ class ItemCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def decode_cursor(self, request):
+        """DRF decodes the cursor but trusts its position; ours is a creation time, so
+        anything else (or a time no database accepts) is an invalid cursor (404)."""
+        cursor = super().decode_cursor(request)
+        if cursor is None or cursor.position is None:
+            return cursor
+        try:
+            moment = parse_datetime(cursor.position)
+            if moment is None or timezone.is_naive(moment):
+                raise ValueError(cursor.position)
+            moment = moment.astimezone(UTC)
+        except (ValueError, OverflowError) as exc:
+            raise NotFound(self.invalid_cursor_message) from exc
+        return cursor._replace(position=moment.isoformat())
 
 
 def scoped_items(request):

@@ -24,15 +24,17 @@ in normal use is validated against the schema too.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 import schemathesis
 from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -187,6 +189,47 @@ def test_item_list_matches_the_schema(contract):
 )
 def test_invalid_list_queries_get_documented_errors(contract, query, expected_status):
     send(contract, ITEMS, "GET", expected_status, query=query)
+
+
+def cursor_of(querystring: str) -> str:
+    return base64.b64encode(querystring.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        cursor_of("p=x"),
+        cursor_of("r=1&p=not-a-date"),
+        cursor_of("p=2024-06-01 12:00:00"),  # no time zone
+        cursor_of("p=0001-01-01 00:00:00+01:00"),  # before the first representable instant
+        cursor_of("o=99999999999999999999999&p=2024-06-01 12:00:00+00:00"),
+        cursor_of("r=2&p=2024-06-01 12:00:00+00:00"),
+        "%%%not-base64",
+    ],
+)
+def test_a_malformed_cursor_is_a_documented_404(contract, cursor):
+    send(contract, ITEMS, "GET", 404, query={"cursor": cursor})
+
+
+@given(position=st.text(max_size=40), reverse=st.sampled_from(["0", "1", "x", ""]))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_cursor_position_is_a_page_or_a_404(contract, position, reverse):
+    cursor = cursor_of(urlencode({"p": position, "r": reverse}))
+    case = schema[ITEMS]["GET"].Case(query={"cursor": cursor})
+    response = case.call_and_validate(headers=contract.headers, checks=CHECKS)
+    assert response.status_code in (200, 404)
+
+
+def test_a_cursor_with_an_offset_postgresql_refuses_is_read_in_utc(contract):
+    send(contract, ITEMS, "GET", 200, query={"cursor": cursor_of("p=2024-06-01 12:00:00-19:03")})
+
+
+def test_a_real_cursor_still_pages(contract):
+    first = send(contract, ITEMS, "GET", 200, query={"page_size": 2})
+    cursor = parse_qs(urlparse(first["next"]).query)["cursor"][0]
+    second = send(contract, ITEMS, "GET", 200, query={"page_size": 2, "cursor": cursor})
+    assert {i["id"] for i in first["results"]}.isdisjoint({i["id"] for i in second["results"]})
+    assert len(second["results"]) == 2
 
 
 @pytest.mark.parametrize(
