@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from hitl_project.security import CSP
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -75,6 +77,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "hitl_project.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -100,6 +103,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "hitl_project.security.csp",
             ],
         },
     },
@@ -170,6 +174,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = "UTC"
+# Workers keep the LOGGING below (one line per record) instead of Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth, i18n, static ---------------------------------------------------------
 
@@ -214,6 +220,44 @@ CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# HTTPS deployments (behind a proxy that terminates TLS and sets X-Forwarded-Proto;
+# it must overwrite, never pass on, a client's own header). Off by default so that
+# `make run` keeps serving plain http://127.0.0.1:8000.
+if env_bool("DJANGO_SECURE", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Load balancers probe over plain http.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # A year by default; start lower (DJANGO_HSTS_SECONDS=3600) on a first rollout,
+    # since browsers remember the value and refuse http for that long.
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Preloading commits the whole registered domain and its subdomains, in every
+    # browser, for months: the domain owner's decision, not one service's. It is opt-in
+    # (DJANGO_HSTS_PRELOAD), and check --deploy's W021 that only reminds of it is silenced.
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Content-Security-Policy (hitl_project.security): only this site's own files.
+# CSP.NONCE in style-src allows an inline <style nonce="{{ csp_nonce }}"> on the page
+# that prints it; other pages get plain 'self'. Scripts never run inline.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],  # Swagger UI's icons
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
 
 # --- REST framework ---------------------------------------------------------------
 
@@ -249,6 +293,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No badge from validator.swagger.io: it would send the schema URL to another origin.
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -282,8 +328,15 @@ HITL_OUTBOX_REDISPATCH_SECONDS = env_int("HITL_OUTBOX_REDISPATCH_SECONDS", 30)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # One record, one line: free text (a justification, say) cannot start a forged line.
+    "formatters": {
+        "plain": {
+            "class": "hitl_project.logging.SingleLineFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # No handler of its own: Django's default one (debug only) writes messages raw, and twice.
+    "loggers": {"django": {"handlers": [], "level": "INFO"}, "django.db.backends": {"level": "INFO"}},
 }

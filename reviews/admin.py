@@ -327,6 +327,9 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
     ]
     actions = ["bulk_approve", "retry_failed_deliveries"]
 
+    class Media:
+        css = {"all": ["reviews/admin.css"]}
+
     @admin.display(description="Open")
     def review_link(self, item):
         return format_html('<a href="{}">Review</a>', reverse("admin:reviews_review", args=[item.pk]))
@@ -334,9 +337,9 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
     @admin.display(description="SLA", ordering="due_at")
     def sla(self, item):
         if item.is_overdue():
-            return format_html('<span class="sla-overdue" style="color:#ba2121">{}</span>', "overdue")
+            return format_html('<span class="sla-overdue">{}</span>', "overdue")
         if item.is_at_risk():
-            return format_html('<span class="sla-at-risk" style="color:#b36b00">{}</span>', "at risk")
+            return format_html('<span class="sla-at-risk">{}</span>', "at risk")
         return item.due_at.strftime("%Y-%m-%d %H:%M") if item.due_at else "–"
 
     def get_search_results(self, request, queryset, search_term):

@@ -115,7 +115,7 @@ def test_a_reviewer_claims_edits_and_lands_on_the_next_item(browser, live_server
     # Edit the output and see the diff before saving.
     page.locator("#edit-area summary").click()
     page.fill("#edit-text", "We are open 8:00 to 18:00 on weekdays.")
-    page.wait_for_function("document.querySelector('#edit-diff').innerText.includes('8:00')")
+    page.wait_for_function("() => document.querySelector('#edit-diff').innerText.includes('8:00')")
     assert "8:00" in page.inner_text("#edit-diff")
     page.screenshot(path=str(ARTIFACTS / "review-page-edit-diff.png"), full_page=True)
     if not page.is_checked("#checklist-0"):

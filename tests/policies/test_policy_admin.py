@@ -357,3 +357,10 @@ def test_safety_policy_query_count_does_not_grow_with_rules(client, compliance, 
     assert sum('FROM "policies_gaterule"' in sql for sql in many) == 1
     assert sum('FROM "policies_gatecondition"' in sql for sql in many) == 1
     assert not any('FROM "reviews_queue"' in sql for sql in many)
+
+
+def test_safety_policy_says_escalation_keeps_four_eyes(client, policy_admin):
+    client.force_login(policy_admin)
+    page = client.get(SAFETY_POLICY).content.decode()
+    assert 'id="four-eyes-rule"' in page
+    assert "cannot be the only one to approve it afterwards" in page
