@@ -32,12 +32,14 @@ from reviews.models import Decision, Queue, ReviewItem
 from reviews.permissions import IsIntegration, IsReviewer, IsStaffReader
 from reviews.selectors import queue_overview
 from reviews.serializers import (
+    CONTENT_FIELDS,
     DecisionInputSerializer,
     DecisionResultSerializer,
     EvaluateResponseSerializer,
     IncidentInputSerializer,
     IncidentSerializer,
     ItemSerializer,
+    ItemSummarySerializer,
     QueueSummarySerializer,
     SubmissionSerializer,
     SubmitResponseSerializer,
@@ -124,17 +126,27 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return [(IsIntegration | IsStaffReader)()]
 
     def get_queryset(self):
-        return scoped_items(self.request)
+        items = scoped_items(self.request)
+        if self.action == "list":
+            items = items.defer(*CONTENT_FIELDS, "executed_action")
+        return items
+
+    def get_serializer_class(self):
+        return ItemSummarySerializer if self.action == "list" else ItemSerializer
 
     @extend_schema(
         responses={
-            200: ItemSerializer(many=True),
+            200: ItemSummarySerializer(many=True),
             404: OpenApiResponse(description="Invalid cursor"),
             **ERROR_RESPONSES,
         }
     )
     def list(self, request, *args, **kwargs):
-        """Items the caller may see, newest first, filtered and cursor-paginated."""
+        """Items the caller may see, newest first, filtered and cursor-paginated.
+
+        Each item is a summary, without `input`, `output`, `action`, `context`,
+        `final_output` and `final_action`, so a page stays small whatever the items
+        hold; `GET /api/v1/items/{id}/` returns one item whole."""
         return super().list(request, *args, **kwargs)
 
     @extend_schema(

@@ -27,6 +27,53 @@ class JSONObjectField(serializers.JSONField):
         return data
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# The signals the gate rules and the metrics read, with the type each must have
+# (SPEC section 10 amendments). A wrong type would make a rule's condition false
+# and so fail open: "0.1" as a string was auto-approved where 0.1 was reviewed.
+DOCUMENTED_SIGNALS = {
+    "confidence": (lambda v: _is_number(v) and 0 <= v <= 1, "A number from 0 to 1."),
+    "rubric_score": (_is_number, "A number."),
+    "evaluator_disagreement": (_is_number, "A number."),
+    "category": (lambda v: isinstance(v, str), "A string."),
+    "filter_flags": (
+        lambda v: isinstance(v, list) and all(isinstance(flag, str) for flag in v),
+        "A list of strings.",
+    ),
+}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": True,
+        "properties": {
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "rubric_score": {"type": "number"},
+            "evaluator_disagreement": {"type": "number"},
+            "category": {"type": "string"},
+            "filter_flags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+)
+class SignalsField(JSONObjectField):
+    """`signals`: the documented keys are type-checked, any other key is free."""
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        errors = {
+            key: [message]
+            for key, (valid, message) in DOCUMENTED_SIGNALS.items()
+            if key in data and not valid(data[key])
+        }
+        if errors:
+            raise serializers.ValidationError(errors)
+        return data
+
+
 class StrictSerializer(serializers.Serializer):
     """Unknown keys are an error, so a typo (`signal` for `signals`) never passes silently."""
 
@@ -54,7 +101,7 @@ class SubmissionSerializer(StrictSerializer):
     output = JSONObjectField(required=False, allow_null=True, default=None)
     action = ActionSerializer(required=False, allow_null=True, default=None)
     context = JSONObjectField(required=False, default=dict)
-    signals = JSONObjectField(required=False, default=dict)
+    signals = SignalsField(required=False, default=dict)
     metadata = JSONObjectField(required=False, default=dict)
     callback_url = serializers.URLField(max_length=MAX_URL, required=False, allow_blank=True, default="")
 
@@ -177,6 +224,19 @@ class ItemSerializer(serializers.ModelSerializer):
             "created_at",
             "decided_at",
         ]
+        read_only_fields = fields
+
+
+# Left out of list pages: each may be up to HITL_MAX_SUBMISSION_BYTES, and a page of 200
+# such items would be hundreds of megabytes. `GET /api/v1/items/{id}/` has them.
+CONTENT_FIELDS = ("input", "output", "action", "context", "final_output", "final_action")
+
+
+class ItemSummarySerializer(ItemSerializer):
+    """An item in `GET /api/v1/items/`: the item without its content (CONTENT_FIELDS)."""
+
+    class Meta(ItemSerializer.Meta):
+        fields = [name for name in ItemSerializer.Meta.fields if name not in CONTENT_FIELDS]
         read_only_fields = fields
 
 

@@ -15,6 +15,7 @@ from reviews.models import ApiKey, Incident, ItemStatus, ReviewItem
 from tests.factories import GateRuleFactory, action_submission, submission
 
 ITEMS = "/api/v1/items/"
+EVALUATE = "/api/v1/evaluate/"
 
 
 class ApiClient:
@@ -228,6 +229,44 @@ def test_invalid_submissions_are_400_with_the_field_named(api, body, field):
 
 
 @pytest.mark.parametrize(
+    ("signals", "field"),
+    [
+        ({"confidence": "0.1"}, "confidence"),
+        ({"confidence": 1.5}, "confidence"),
+        ({"confidence": -0.1}, "confidence"),
+        ({"confidence": True}, "confidence"),
+        ({"confidence": None}, "confidence"),
+        ({"rubric_score": "2"}, "rubric_score"),
+        ({"evaluator_disagreement": [0.4]}, "evaluator_disagreement"),
+        ({"category": 7}, "category"),
+        ({"filter_flags": "pii"}, "filter_flags"),
+        ({"filter_flags": ["pii", 3]}, "filter_flags"),
+    ],
+)
+def test_a_documented_signal_of_the_wrong_type_is_a_400_naming_it(api, review_all, signals, field):
+    """A string confidence used to make `confidence lt 0.7` false, and the item passed unreviewed."""
+    response = api.post(ITEMS, submission(signals=signals))
+    assert response.status_code == 400, response.content
+    assert field in response.json()["signals"]
+    assert not ReviewItem.objects.exists()
+    assert api.post(EVALUATE, submission(signals=signals)).status_code == 400
+
+
+def test_documented_signals_of_the_right_type_and_free_keys_are_accepted(api):
+    signals = {
+        "confidence": 0,
+        "rubric_score": -2.5,
+        "evaluator_disagreement": 1,
+        "category": "finance",
+        "filter_flags": [],
+        "model": {"name": "gpt", "temperature": "0.2"},
+    }
+    response = api.post(ITEMS, submission(signals=signals))
+    assert response.status_code == 201, response.content
+    assert ReviewItem.objects.get().signals == signals
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "http://127.0.0.1:8000/hook",
@@ -302,6 +341,21 @@ def test_list_shows_only_the_callers_items(api, other_api, review_all):
     other_api.post(ITEMS, submission())
     body = api.get(ITEMS).json()
     assert {row["id"] for row in body["results"]} == mine
+
+
+def test_the_list_is_a_summary_and_the_detail_is_whole(api, review_all):
+    big = "x" * 200_000
+    for index in range(3):
+        api.post(ITEMS, submission(external_id=str(index), output={"text": big}, input={"prompt": big}))
+    response = api.get(ITEMS)
+    assert len(response.content) < 20_000  # three items of 400 kB each
+    rows = response.json()["results"]
+    assert len(rows) == 3
+    for row in rows:
+        assert not {"input", "output", "action", "context", "final_output", "final_action"} & set(row)
+        assert {"id", "status", "queue", "signals", "matched_rules", "execution_status"} <= set(row)
+    whole = api.get(f"{ITEMS}{rows[0]['id']}/").json()
+    assert whole["output"] == {"text": big} and whole["input"] == {"prompt": big}
 
 
 def test_list_filters(api, review_all):
