@@ -16,10 +16,10 @@ $(STAMP): requirements.txt
 env: $(STAMP)
 
 # Serve the admin and API with demo data on http://$(HOST) (SQLite, tasks run eagerly,
-# unless DATABASE_URL / REDIS_URL say otherwise).
+# unless DATABASE_URL / REDIS_URL say otherwise). Another address: make run HOST=0.0.0.0:8080
 run: $(STAMP)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --noinput
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py seed_demo
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py seed_demo --url http://$(HOST)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver $(HOST)
 
 # The whole suite. Tests needing PostgreSQL, Redis or a browser are skipped (with the

@@ -200,7 +200,7 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin):
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    fields = ["name", "slug", "is_active", "callback_url", "action_url"]
+    fields = ["name", "slug", "is_active", "callback_url", "action_url", "action_delivery"]
     inlines = [ApiKeyInline]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 

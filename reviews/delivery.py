@@ -142,7 +142,7 @@ def _cancel(message: OutboxMessage, attempt: DeliveryAttempt, problem: str) -> N
 def _send(message: OutboxMessage) -> ExecutionResult:
     item = message.item
     if message.kind == OutboxMessage.Kind.EXECUTE:
-        return executor_for(item.final_action).execute(item=item, message=message)
+        return executor_for(item.final_action, item.integration).execute(item=item, message=message)
     integration = item.integration
     result = post_signed(
         message.url,

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from reviews.models import OutboxMessage, ReviewItem
+from reviews.models import Integration, OutboxMessage, ReviewItem
 from reviews.webhooks import post_signed
 
 
@@ -59,7 +59,16 @@ class WebhookExecutor(Executor):
         return ExecutionResult(result.ok, result.status_code, result.duration_ms, result.error)
 
 
+class RecordingExecutor(Executor):
+    """Carries out nothing: the approved action is recorded as executed. For
+    integrations set to record actions only (the demo, trials of a new agent)."""
+
+    def execute(self, *, item: ReviewItem, message: OutboxMessage) -> ExecutionResult:
+        return ExecutionResult(True, None, 0)
+
+
 DEFAULT_EXECUTOR = WebhookExecutor()
+RECORDING_EXECUTOR = RecordingExecutor()
 _registry: dict[str, Executor] = {}
 
 
@@ -67,6 +76,10 @@ def register(action_type: str, executor: Executor) -> None:
     _registry[action_type] = executor
 
 
-def executor_for(action: Any) -> Executor:
+def executor_for(action: Any, integration: Integration | None = None) -> Executor:
+    """The executor for an action: nothing is ever called for a record-only
+    integration; otherwise the one registered for the action's type, or the webhook."""
+    if integration is not None and integration.action_delivery == Integration.ActionDelivery.RECORD:
+        return RECORDING_EXECUTOR
     action_type = action.get("type") if isinstance(action, dict) else None
     return _registry.get(action_type, DEFAULT_EXECUTOR)

@@ -76,6 +76,10 @@ def new_webhook_secret() -> str:
 class Integration(models.Model):
     """An AI application or agent that submits items through the API."""
 
+    class ActionDelivery(models.TextChoices):
+        WEBHOOK = "webhook", "Send to the action URL (or the executor registered for the action type)"
+        RECORD = "record", "Record only: nothing is called, the approved action is marked executed"
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     webhook_secret = models.CharField(
@@ -90,6 +94,12 @@ class Integration(models.Model):
     )
     callback_url = models.URLField(max_length=2000, blank=True)
     action_url = models.URLField(max_length=2000, blank=True)
+    action_delivery = models.CharField(
+        max_length=10,
+        choices=ActionDelivery.choices,
+        default=ActionDelivery.WEBHOOK,
+        help_text="How approved actions are carried out. Record only is for demos and trials.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -106,7 +106,12 @@ def revoke_api_key(*, api_key: ApiKey) -> ApiKey:
 
 @transaction.atomic
 def create_integration(
-    *, name: str, slug: str = "", callback_url: str = "", action_url: str = ""
+    *,
+    name: str,
+    slug: str = "",
+    callback_url: str = "",
+    action_url: str = "",
+    action_delivery: str = Integration.ActionDelivery.WEBHOOK,
 ) -> tuple[Integration, str]:
     """A new integration with its first API key (returned once, stored hashed)."""
     slug = slug or slugify(name)
@@ -116,7 +121,13 @@ def create_integration(
         )
     if Integration.objects.filter(slug=slug).exists():
         raise Conflict(f"An integration with the slug {slug!r} already exists.")
-    integration = Integration(name=name, slug=slug, callback_url=callback_url, action_url=action_url)
+    integration = Integration(
+        name=name,
+        slug=slug,
+        callback_url=callback_url,
+        action_url=action_url,
+        action_delivery=action_delivery,
+    )
     try:
         integration.full_clean()
     except ValidationError as exc:

@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 
+from hitl_project.celery import app as celery_app
 from policies import engine
 from reviews.models import COMPLIANCE_GROUP, POLICY_ADMINS_GROUP, REVIEWERS_GROUP
 from tests.factories import IntegrationFactory, QueueFactory, UserFactory
@@ -133,6 +134,15 @@ def _rules_apply_at_once(settings):
     engine._cache = None
     yield
     engine._cache = None
+
+
+@pytest.fixture
+def eager():
+    """Tasks run in this process at dispatch, as under `make run`, even when REDIS_URL is set."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
 
 
 @pytest.fixture

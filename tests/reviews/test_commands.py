@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from reviews.models import ApiKey, Decision, Integration, ItemStatus, ReviewItem
+from reviews import services
+from reviews.models import (
+    ApiKey,
+    Decision,
+    ExecutionStatus,
+    Integration,
+    ItemStatus,
+    OutboxMessage,
+    ReviewItem,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args) -> str:
@@ -68,6 +83,57 @@ def test_seed_demo_loads_every_state_and_is_idempotent(db):
     assert "already loaded" in again
     assert (ReviewItem.objects.count(), Decision.objects.count()) == counts
     assert get_user_model().objects.get(username="reviewer").check_password("reviewer-demo-pw")
+
+
+def test_approved_demo_actions_reach_succeeded_without_a_receiver(
+    db, eager, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        run("seed_demo")
+    actions = ReviewItem.objects.filter(kind="action", status__in=["approved", "edited", "auto_approved"])
+    assert actions.exists()
+    assert set(actions.values_list("execution_status", flat=True)) == {ExecutionStatus.SUCCEEDED}
+    assert all(item.executed_action == item.final_action for item in actions)
+    assert not OutboxMessage.objects.filter(kind="execute").exclude(status="delivered").exists()
+
+    # One approved now, in the workspace's way, is recorded as executed too.
+    item = ReviewItem.objects.filter(kind="action", status="pending", required_approvals=1).first()
+    reviewer = get_user_model().objects.get(username="reviewer")
+    if item.claimed_by_id not in (None, reviewer.pk):
+        reviewer = item.claimed_by
+    with django_capture_on_commit_callbacks(execute=True):
+        services.decide(
+            item=item,
+            user=reviewer,
+            action="approve",
+            justification="Demo check.",
+            checklist=[True] * len(item.queue.checklist),
+        )
+    item.refresh_from_db()
+    assert item.execution_status == ExecutionStatus.SUCCEEDED
+
+
+def test_seed_demo_prints_a_summary_and_the_url_it_is_given(tmp_path):
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HITL_", "DATABASE_", "REDIS_"))
+    }
+    env.update(DJANGO_DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert manage("migrate", "--noinput").returncode == 0
+    seeded = manage("seed_demo", "--url", "http://0.0.0.0:8080")
+    assert seeded.returncode == 0, seeded.stderr
+    assert "Demo logins for http://0.0.0.0:8080/admin/" in seeded.stdout
+    assert seeded.stderr == ""  # no retry lines, no per-item log lines, no broker warning
 
 
 def test_issue_api_key_adds_a_working_key_beside_the_first(db):

@@ -7,19 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from hitl_project.celery import app as celery_app
 from reviews import delivery, executors, outbox, services
 from reviews.models import DeliveryAttempt, ExecutionStatus, ItemStatus, OutboxMessage, ReviewItem
 from reviews.webhooks import InvalidSignature, verify
 from tests.factories import GateRuleFactory, ReasonCodeFactory, action_submission, submission
-
-
-@pytest.fixture
-def eager():
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 @pytest.fixture
