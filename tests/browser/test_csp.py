@@ -4,10 +4,7 @@ Screenshots of the review page and the API docs are saved to test-artifacts/."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -15,12 +12,9 @@ from django.utils import timezone
 
 from reviews import services
 from reviews.models import ReviewItem
-from tests.conftest import make_reviewer, missing_service
+from tests.browser.conftest import ARTIFACTS, PASSWORD
+from tests.conftest import make_reviewer
 from tests.factories import GateRuleFactory, ReasonCodeFactory, UserFactory, submission
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = os.environ.get("HITL_CHROMIUM", "/usr/bin/chromium")
-PASSWORD = "browser-test-password-1"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -33,27 +27,6 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.__cspViolations.push(`${event.effectiveDirective} blocked ${blocked} (${where})`);
 });
 """
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_service("Playwright is not installed")
-    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).exists()):
-        missing_service(f"Chromium is not installed at {CHROMIUM}")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs in this thread
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -4,45 +4,15 @@ to test-artifacts/ for people to look at."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from reviews import services
 from reviews.models import ItemStatus, ReviewItem
-from tests.conftest import make_reviewer, missing_service
+from tests.browser.conftest import ARTIFACTS, PASSWORD
+from tests.conftest import make_reviewer
 from tests.factories import GateConditionFactory, GateRuleFactory, ReasonCodeFactory, UserFactory, submission
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = os.environ.get("HITL_CHROMIUM", "/usr/bin/chromium")
-PASSWORD = "browser-test-password-1"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_service("Playwright is not installed")
-    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).exists()):
-        missing_service(f"Chromium is not installed at {CHROMIUM}")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM
-    # calls are still synchronous and safe.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

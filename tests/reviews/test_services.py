@@ -598,18 +598,19 @@ def test_a_rejection_by_the_second_reviewer_is_final(
 
 
 @pytest.fixture
-def one_approval(db):
+def one_approval(reviewer, other_reviewer):
+    """A one-approval queue that both reviewers review too."""
     group = Group.objects.create(name="quick-reviewers")
     quick = QueueFactory(slug="quick", name="Quick", required_approvals=1)
     quick.reviewer_groups.add(group)
+    for user in (reviewer, other_reviewer):
+        user.groups.add(group)
     return quick
 
 
 def test_escalating_a_four_eyes_item_to_a_one_approval_queue_keeps_two_approvals(
     integration, review_all, four_eyes, one_approval, reviewer, other_reviewer
 ):
-    reviewer.groups.add(*one_approval.reviewer_groups.all())
-    other_reviewer.groups.add(*one_approval.reviewer_groups.all())
     item = submit(integration)
     services.decide(item=item, user=reviewer, action="escalate", justification="Quick.", escalate_to="quick")
     item.refresh_from_db()
@@ -628,8 +629,6 @@ def test_escalating_a_four_eyes_item_to_a_one_approval_queue_keeps_two_approvals
 def test_whoever_escalated_cannot_be_the_only_approver_afterwards(
     integration, review_all, queue, one_approval, reviewer, other_reviewer
 ):
-    reviewer.groups.add(*one_approval.reviewer_groups.all())
-    other_reviewer.groups.add(*one_approval.reviewer_groups.all())
     item = submit(integration)
     services.decide(item=item, user=reviewer, action="escalate", justification="Quick.", escalate_to="quick")
     item.refresh_from_db()
@@ -645,7 +644,6 @@ def test_whoever_escalated_cannot_be_the_only_approver_afterwards(
 def test_a_reviewer_who_did_not_escalate_approves_alone_in_a_one_approval_queue(
     integration, review_all, queue, one_approval, reviewer, other_reviewer
 ):
-    other_reviewer.groups.add(*one_approval.reviewer_groups.all())
     item = submit(integration)
     services.decide(item=item, user=reviewer, action="escalate", justification="Quick.", escalate_to="quick")
     assert approve(item, other_reviewer).is_final
@@ -655,7 +653,6 @@ def test_a_timeout_escalation_keeps_four_eyes(integration, review_all, four_eyes
     four_eyes.timeout_outcome = Queue.TimeoutOutcome.ESCALATE
     four_eyes.escalation_queue = one_approval
     four_eyes.save()
-    reviewer.groups.add(*one_approval.reviewer_groups.all())
     item = submit(integration)
     services.apply_sla_timeouts(now=item.due_at + timedelta(seconds=1))
     item.refresh_from_db()
