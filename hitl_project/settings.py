@@ -137,6 +137,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "hitl",
+            # It only holds rate-limit counters: a Redis that hangs must not hold a request long.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
 else:
@@ -149,8 +151,11 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Acknowledged when a task starts: a worker that dies mid-task loses the message, and
+# the outbox sweep sends it again once the delivery's lease has run out. (Late acks
+# would add nothing to that, and Celery 5.7 stops a worker that tries to acknowledge
+# over a broker connection lost meanwhile.)
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
@@ -176,6 +181,8 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = "UTC"
 # Workers keep the LOGGING below (one line per record) instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Reconnects when Redis goes away with tasks in flight, instead of exiting (hitl_project/worker.py).
+CELERY_WORKER_CONSUMER = "hitl_project.worker:ReconnectingConsumer"
 
 # --- Auth, i18n, static ---------------------------------------------------------
 
@@ -296,6 +303,11 @@ SPECTACULAR_SETTINGS = {
     # No badge from validator.swagger.io: it would send the schema URL to another origin.
     "SWAGGER_UI_SETTINGS": {"validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
+    # Items and incidents both have a `status`; each choice set gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "ItemStatusEnum": "reviews.models.ItemStatus",
+        "IncidentStatusEnum": "reviews.models.Incident.Status",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "hitl_project.api.strict_request_bodies",
@@ -324,6 +336,11 @@ HITL_DELIVERY_TIMEOUT_SECONDS = env_int("HITL_DELIVERY_TIMEOUT_SECONDS", 10)
 # Longer than the timeout: a worker owns an attempt this long before the sweep may hand it on.
 HITL_DELIVERY_LEASE_SECONDS = env_int("HITL_DELIVERY_LEASE_SECONDS", 60)
 HITL_OUTBOX_REDISPATCH_SECONDS = env_int("HITL_OUTBOX_REDISPATCH_SECONDS", 30)
+# After a Redis error each process leaves it alone this long (seconds), longer than a socket
+# timeout: rate limits count per process meanwhile (reviews.throttles), and consequences of
+# decisions wait for the outbox sweep (reviews.outbox).
+HITL_CACHE_RETRY_SECONDS = env_int("HITL_CACHE_RETRY_SECONDS", 30)
+HITL_BROKER_RETRY_SECONDS = env_int("HITL_BROKER_RETRY_SECONDS", 30)
 
 LOGGING = {
     "version": 1,

@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from reviews.models import ExecutionStatus, OutboxMessage, ReviewItem
+from reviews.outage import Outage
 from reviews.serializers import ItemSerializer
 
 logger = logging.getLogger(__name__)
@@ -66,24 +67,61 @@ def enqueue_consequences(item: ReviewItem) -> list[OutboxMessage]:
     return messages
 
 
-def dispatch(message_ids: list[int], *, countdown: float | None = None) -> None:
-    """Hand messages to the workers. A failure here is logged, not raised: the
-    rows are committed and the sweep sends them once the broker is back."""
+broker_outage = Outage(
+    "The broker", "HITL_BROKER_RETRY_SECONDS", "outbox messages are left to the sweep meanwhile"
+)
+
+
+def dispatch(message_ids: list[int], *, countdown: float | None = None, force: bool = False) -> None:
+    """Hand messages to the workers. It never raises: it runs after the commit
+    (`transaction.on_commit`), the rows are safe, and the sweep sends whatever
+    this could not.
+
+    While the broker is down a request pays for one failed publish at most, not
+    one per message: after a failure this process publishes nothing for
+    HITL_BROKER_RETRY_SECONDS (a circuit breaker; longer than a broker timeout,
+    or a broker that accepts connections and never answers would still cost
+    every request one), and the messages it did not hand over get
+    `dispatched_at` cleared so that the first sweep after the broker returns
+    sends them, not one HITL_OUTBOX_REDISPATCH_SECONDS later. A message sent
+    twice is still delivered once: an attempt starts only by taking the
+    message's lease. `force` publishes even then: the sweep's own task has just
+    come through the broker."""
+    try:
+        _dispatch(message_ids, countdown, force)
+    except Exception:
+        logger.exception("Dispatching outbox messages %s failed; the sweep will send them", message_ids)
+
+
+def _dispatch(message_ids: list[int], countdown: float | None, force: bool) -> None:
     from reviews.tasks import deliver_message  # tasks import the delivery services, which import this
 
-    eager = deliver_message.app.conf.task_always_eager
-    if countdown and eager:
-        return  # in-process tasks cannot wait: the sweep sends retries when they fall due
-    for message_id in message_ids:
-        try:
-            if countdown:
-                deliver_message.apply_async((message_id,), countdown=countdown)
-            else:
+    if deliver_message.app.conf.task_always_eager:
+        if countdown:
+            return  # in-process tasks cannot wait: the sweep sends retries when they fall due
+        for message_id in message_ids:
+            try:
                 deliver_message.delay(message_id)
-        except Exception:
-            logger.warning(
-                "Could not dispatch outbox message %s; the sweep will retry", message_id, exc_info=True
-            )
+            except Exception:  # the task itself failed, in this process; its row says what is left
+                logger.warning(
+                    "Outbox message %s failed in-process; the sweep will retry", message_id, exc_info=True
+                )
+        return
+    unsent = list(message_ids)
+    if force or not broker_outage.skipping():
+        try:
+            while unsent:
+                deliver_message.apply_async((unsent[0],), countdown=countdown)
+                unsent.pop(0)
+        except Exception as exc:  # whatever the transport raised, nothing more goes out for now
+            broker_outage.failed(exc, detail=f"{len(unsent)} not handed over")
+        else:
+            broker_outage.answered()
+    if unsent:
+        # Only pending rows: one that was delivered meanwhile keeps its history as it is.
+        OutboxMessage.objects.filter(pk__in=unsent, status=OutboxMessage.Status.PENDING).update(
+            dispatched_at=None
+        )
 
 
 def due_messages(now=None):
@@ -107,5 +145,5 @@ def sweep(*, now=None, limit: int = 500) -> int:
     )
     if ids:
         OutboxMessage.objects.filter(pk__in=ids).update(dispatched_at=now)
-        dispatch(ids)
+        dispatch(ids, force=True)
     return len(ids)

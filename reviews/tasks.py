@@ -1,5 +1,9 @@
 """Background work. Each task takes ids, loads rows and calls one service; all are
-safe to run twice (delivery takes a lease, sweeps re-check state under a lock)."""
+safe to run twice (delivery takes a lease, sweeps re-check state under a lock).
+
+Task messages are acknowledged when a worker starts them, not when it finishes:
+the outbox, not the broker, keeps what is still to be delivered, and the sweep
+hands a message whose worker died to another once its lease runs out."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from celery import shared_task
 from reviews import delivery, outbox, services
 
 
-@shared_task(name="reviews.deliver_message", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name="reviews.deliver_message")
 def deliver_message(message_id: int) -> str:
     return delivery.deliver(message_id)
 

@@ -6,6 +6,7 @@ the service is not configured; with HITL_REQUIRE_SERVICES=1 they fail instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -14,6 +15,7 @@ from django.db import connection
 
 from hitl_project.celery import app as celery_app
 from policies import engine
+from reviews import outbox
 from reviews.models import COMPLIANCE_GROUP, POLICY_ADMINS_GROUP, REVIEWERS_GROUP
 from tests.factories import IntegrationFactory, QueueFactory, UserFactory
 from tests.receiver import Receiver
@@ -134,6 +136,26 @@ def _rules_apply_at_once(settings):
     engine._cache = None
     yield
     engine._cache = None
+
+
+@contextlib.contextmanager
+def celery_broker(url: str):
+    """This process publishes to the broker at `url`, as a web process with REDIS_URL would."""
+    conf = celery_app.conf
+    saved = conf.broker_url, conf.task_always_eager
+    conf.broker_url, conf.task_always_eager = url, False
+    _forget_broker_connections()
+    try:
+        yield
+    finally:
+        conf.broker_url, conf.task_always_eager = saved
+        _forget_broker_connections()
+
+
+def _forget_broker_connections() -> None:
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    outbox.broker_outage.reset()  # a new broker: publish to it at once
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Real processes for tests and benchmarks: a private redis-server, and Celery
-worker and beat processes running this project against the test database."""
+worker and beat processes and a gunicorn running this project against the test
+database."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -120,6 +122,60 @@ class CeleryProcess:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class GunicornProcess:
+    """`gunicorn hitl_project.wsgi` on a spare port of 127.0.0.1 with sync workers, as
+    production runs it; `env` says which database and Redis it uses."""
+
+    def __init__(self, env: dict, log: Path, workers: int = 2):
+        self.env, self.log, self.workers = env, log, workers
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [
+            sys.executable, "-m", "gunicorn", "hitl_project.wsgi:application",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(self.workers),
+            "--worker-class", "sync",
+            "--timeout", "60",
+            "--graceful-timeout", "5",
+            "--log-level", "warning",
+        ]  # fmt: skip
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_until(self._serving, 30, interval=0.2, what="gunicorn")
+
+    def _serving(self) -> bool:
+        """Any HTTP answer from /healthz: a worker has booted (the master listens before they do)."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{self.log.read_text()[-3000:]}")
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM the master and its workers; SIGKILL what is left after a grace period."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
 
 
 def database_url() -> str:

@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
-from hitl_project.celery import app as celery_app
-from tests.conftest import missing_service
+from tests.conftest import celery_broker, missing_service
+from tests.factories import GateRuleFactory, ReasonCodeFactory
 from tests.processes import CeleryProcess, RedisServer, database_url
 
 
@@ -30,18 +30,8 @@ def redis_server(tmp_path):
 @pytest.fixture
 def broker(redis_server):
     """Point this process's Celery app at the private broker (as the web processes would be)."""
-    conf = celery_app.conf
-    saved = conf.broker_url, conf.task_always_eager
-    conf.broker_url, conf.task_always_eager = redis_server.url, False
-    _reset_connections()
-    yield redis_server
-    conf.broker_url, conf.task_always_eager = saved
-    _reset_connections()
-
-
-def _reset_connections() -> None:
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    with celery_broker(redis_server.url):
+        yield redis_server
 
 
 @pytest.fixture
@@ -93,3 +83,15 @@ def beat(celery_env, tmp_path):
     process.start(wait=False)
     yield process
     process.stop()
+
+
+@pytest.fixture
+def wired(integration, receiver, queue):
+    """An integration whose callbacks and actions reach the receiver, a gate that holds
+    everything for review in `queue`, and a reason code for rejections."""
+    integration.callback_url = f"{receiver.url}/callback"
+    integration.action_url = f"{receiver.url}/actions"
+    integration.save()
+    GateRuleFactory(name="Review everything", queue=queue)
+    ReasonCodeFactory(code="policy_violation", applies_to=["reject", "edit"])
+    return integration

@@ -20,7 +20,7 @@ from reviews import services
 from reviews.models import ExecutionStatus, ItemStatus, OutboxMessage, ReviewItem
 from reviews.webhooks import verify
 from tests.conftest import make_reviewer
-from tests.factories import GateRuleFactory, QueueFactory, ReasonCodeFactory, action_submission, submission
+from tests.factories import QueueFactory, action_submission, submission
 from tests.processes import wait_until
 
 pytestmark = [
@@ -28,16 +28,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-@pytest.fixture
-def wired(integration, receiver, queue):
-    integration.callback_url = f"{receiver.url}/callback"
-    integration.action_url = f"{receiver.url}/actions"
-    integration.save()
-    GateRuleFactory(name="Review everything", queue=queue)
-    ReasonCodeFactory(code="policy_violation", applies_to=["reject", "edit"])
-    return integration
 
 
 def submit_actions(integration, count: int) -> list[ReviewItem]:
