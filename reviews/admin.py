@@ -11,13 +11,14 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ERROR_FLAG, ChangeList
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -85,7 +86,21 @@ class GuardedAdmin:
         # PostgreSQL text cannot hold NUL, so a NUL in a search or filter would fail the query.
         if any("\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values):
             return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
+        # An action runs on the posted selection, which Django filters on without parsing.
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME) if request.method == "POST" else []
+        if not all(self._is_primary_key(value) for value in selected):
+            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
         return super().changelist_view(request, extra_context)
+
+    def _is_primary_key(self, value: str) -> bool:
+        field = self.model._meta.pk
+        if isinstance(field, models.AutoField | models.BigAutoField | models.IntegerField):
+            return parse_id(value) is not None
+        try:
+            field.to_python(value)
+        except ValidationError:
+            return False
+        return "\x00" not in value
 
 
 class ReadOnlyHistoryAdmin(GuardedAdmin, SimpleHistoryAdmin):
@@ -395,7 +410,7 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
             "items": items,
             "form": form,
             "opts": self.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/reviews/reviewitem/bulk_approve.html", context)
 
@@ -509,6 +524,9 @@ class OutboxMessageAdmin(QueueScopedAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(QueueScopedAdmin):
+    # By the item's queue now, as everywhere: a decision shows the item's content, and
+    # an escalated item leaves its earlier queue's reviewers behind.
+    queue_lookup = "item__queue"
     list_display = ["created_at", "item", "queue", "reviewer", "action", "is_final"]
     list_filter = ["action", QueueFilter, "is_final"]
     list_select_related = ["item", "queue", "reviewer"]
@@ -681,14 +699,19 @@ class StaffTokenAdmin(GuardedAdmin, admin.ModelAdmin):
 
     def get_urls(self):
         revoke = self.admin_site.admin_view(self.revoke_view)
-        return [path("<int:user_id>/revoke/", revoke, name="reviews_stafftoken_revoke"), *super().get_urls()]
+        return [path("<str:user_id>/revoke/", revoke, name="reviews_stafftoken_revoke"), *super().get_urls()]
 
-    def revoke_view(self, request, user_id: int):
-        token = get_object_or_404(StaffToken.objects.select_related("user"), user_id=user_id)
+    def revoke_view(self, request, user_id: str):
+        if parse_id(user_id) is None:
+            raise Http404
+        token = get_object_or_404(StaffToken.objects.select_related("user"), user_id=parse_id(user_id))
         if not self.has_delete_permission(request, token):
             raise PermissionDenied
         if request.method == "POST":
-            token.delete()
+            with transaction.atomic():
+                # Logged by the prefix and the user; the key in the log's id is dead once deleted.
+                self.log_deletion(request, token, str(token))
+                token.delete()
             self.message_user(request, f"Revoked the API token of {token.user}.", messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:reviews_stafftoken_changelist"))
         context = {

@@ -89,3 +89,35 @@ def object_url_failures(client, model) -> list[str]:
             if status >= 500:
                 failures.append(f"history version {value!r}: {status}")
     return [f"{model._meta.label} {failure}" for failure in failures]
+
+
+def test_every_admin_action_with_a_garbage_selection_is_not_a_server_error(client, rf, superuser, demo):
+    client.force_login(superuser)
+    request = rf.get("/")
+    request.user = superuser
+    failures = []
+    for model in MODELS:
+        actions = admin.site._registry[model].get_actions(request)
+        for action in actions:
+            for value in GARBAGE:
+                data = {"action": action, "index": 0, "_selected_action": [value]}
+                status = client.post(admin_url(model, "changelist"), data).status_code
+                if status >= 500:
+                    failures.append(f"{model._meta.label} {action} {value!r}: {status}")
+    assert not failures, failures
+
+
+def test_the_admins_own_pages_with_garbage_ids_are_not_server_errors(client, superuser, demo):
+    client.force_login(superuser)
+    for value in ("abc", "99999999999999999999999", "%C2%B2", "-1"):
+        assert client.get(f"/admin/reviews/stafftoken/{value}/revoke/").status_code == 404
+    for path in ("workspace/nope/next/", "not-a-uuid/review/", "0/claim/", "x/release/"):
+        assert client.get(f"/admin/reviews/reviewitem/{path}").status_code < 500
+
+
+def test_every_registered_admin_parses_its_parameters():
+    from reviews.admin import GuardedAdmin
+
+    unguarded = [model._meta.label for model, model_admin in admin.site._registry.items()
+                 if not isinstance(model_admin, GuardedAdmin)]  # fmt: skip
+    assert not unguarded

@@ -124,7 +124,8 @@ def test_a_reviewer_sees_only_rows_of_their_queues(client, demo, model):
     def queue_name(row):
         if model == "queue":
             return row.name
-        queue = getattr(row, "queue", None) or getattr(getattr(row, "item", None), "queue", None)
+        item = getattr(row, "item", None)
+        queue = item.queue if item is not None else getattr(row, "queue", None)
         return queue.name if queue else None
 
     shown = {queue_name(row) for row in response.context["cl"].result_list} - {None}

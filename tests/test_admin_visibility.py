@@ -7,6 +7,7 @@ import io
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -106,3 +107,27 @@ def test_the_backlog_links_decisions_only_for_readers_of_the_item(client, policy
     html = response.content.decode()
     assert response.status_code == 200, response
     assert "/review/" in html and "in queues you do not review" not in html
+
+
+def test_decisions_follow_their_item_when_it_is_escalated(client, integration, queue, reviewer):
+    """A reviewer of the queue an item left no longer reads its decisions; one of the
+    queue it is in now does, as on the review page."""
+    from tests.conftest import make_reviewer
+    from tests.factories import GateRuleFactory, QueueFactory, submission
+
+    senior = QueueFactory(slug="senior", name="Senior")
+    senior.reviewer_groups.add(Group.objects.create(name="senior-reviewers"))
+    GateRuleFactory(name="Review everything", queue=queue)
+    item = services.submit_item(integration=integration, payload=submission()).item
+    senior_reviewer = make_reviewer("senior_reviewer", senior)
+    reviewer.groups.add(*senior.reviewer_groups.all())  # so it may escalate there and decide
+    decision = services.decide(
+        item=item, user=reviewer, action="escalate", justification=JUSTIFICATION, escalate_to="senior"
+    )
+    left_behind = make_reviewer("general_only", queue)
+    for user, sees in ((left_behind, False), (senior_reviewer, True)):
+        client.force_login(user)
+        listing = client.get(reverse("admin:reviews_decision_changelist"))
+        assert (decision in listing.context["cl"].result_list) is sees
+        page = client.get(change_url(decision), follow=True)
+        assert (JUSTIFICATION in page.content.decode()) is sees

@@ -4,6 +4,7 @@ code, accounts on the record are kept, revoked keys stay revoked."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.db import DatabaseError, transaction
@@ -218,4 +219,6 @@ def test_staff_tokens_are_listed_by_prefix_only(client, superuser, reviewer):
     assert confirm.status_code == 200 and token.key not in confirm.content.decode()
     client.post(f"/admin/reviews/stafftoken/{reviewer.pk}/revoke/")
     assert not Token.objects.filter(user=reviewer).exists()
+    [logged] = LogEntry.objects.filter(action_flag=DELETION)
+    assert logged.user == superuser and logged.object_repr == f"{token.key[:6]}… (reviewer)"
     assert client.get("/admin/authtoken/tokenproxy/").status_code == 404
