@@ -710,7 +710,7 @@ class StaffTokenAdmin(GuardedAdmin, admin.ModelAdmin):
         if request.method == "POST":
             with transaction.atomic():
                 # Logged by the prefix and the user; the key in the log's id is dead once deleted.
-                self.log_deletion(request, token, str(token))
+                self.log_deletions(request, StaffToken.objects.filter(pk=token.pk))
                 token.delete()
             self.message_user(request, f"Revoked the API token of {token.user}.", messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:reviews_stafftoken_changelist"))
