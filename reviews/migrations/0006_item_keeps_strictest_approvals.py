@@ -1,16 +1,20 @@
 """Items keep the strictest approval requirement of every queue they have been in,
 so escalating a four-eyes item to a one-approval queue keeps its second reviewer.
-Existing items take it from their queue and from the queues of their decisions."""
+Existing items take it from every queue their history shows them in (a timeout
+escalation leaves no decision behind, only a history row) and their decisions'."""
 
 from django.db import migrations, models
 
 
 def backfill(apps, schema_editor):
+    Queue = apps.get_model("reviews", "Queue")
     ReviewItem = apps.get_model("reviews", "ReviewItem")
-    four_eyes = ReviewItem.objects.filter(
-        models.Q(queue__required_approvals__gte=2) | models.Q(decisions__queue__required_approvals__gte=2)
-    )
-    ReviewItem.objects.filter(pk__in=four_eyes.values("pk")).update(required_approvals=2)
+    HistoricalReviewItem = apps.get_model("reviews", "HistoricalReviewItem")
+    four_eyes = Queue.objects.filter(required_approvals__gte=2).values("pk")
+    been_there = HistoricalReviewItem.objects.filter(queue_id__in=four_eyes).values("id")
+    ReviewItem.objects.filter(
+        models.Q(queue__in=four_eyes) | models.Q(decisions__queue__in=four_eyes) | models.Q(pk__in=been_there)
+    ).update(required_approvals=2)
 
 
 class Migration(migrations.Migration):
