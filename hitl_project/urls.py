@@ -7,10 +7,15 @@ from hitl_project.security import CSP, csp_override, inline_style_hashes
 from hitl_project.views import healthz
 
 # The split view serves Swagger UI's init script from its own URL (?script), so the
-# page has no inline script; its one inline <style> is allowed by hash.
+# page has no inline script; its one inline <style> is allowed by hash, and its icons
+# are data: images.
 SWAGGER_TEMPLATE = SpectacularSwaggerSplitView.template_name
 api_docs = csp_override(
-    {**settings.SECURE_CSP, "style-src": [CSP.SELF, *inline_style_hashes(SWAGGER_TEMPLATE)]}
+    {
+        **settings.SECURE_CSP,
+        "style-src": [CSP.SELF, *inline_style_hashes(SWAGGER_TEMPLATE)],
+        "img-src": [CSP.SELF, "data:"],
+    }
 )(SpectacularSwaggerSplitView.as_view(url_name="schema"))
 
 urlpatterns = [

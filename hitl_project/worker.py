@@ -26,7 +26,10 @@ class ReconnectingConsumer(Consumer):
     def on_connection_error_after_connected(self, exc):
         try:
             super().on_connection_error_after_connected(exc)
-        except AttributeError:
+        except AttributeError as error:
+            # Only the known case: the channel asking the torn-down connection for its address.
+            if "hostname" not in str(error):
+                raise
             logger.warning(
                 "The broker connection was already torn down when closing it; reserved "
                 "tasks come back after the visibility timeout. Reconnecting.",

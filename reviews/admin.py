@@ -216,6 +216,9 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     fields = ["name", "slug", "is_active", "callback_url", "action_url", "action_delivery"]
+    # Record only marks actions executed without calling anything: set when an integration
+    # is made (the demo's), never switched here, where it would silence a live integration.
+    readonly_fields = ["action_delivery"]
     inlines = [ApiKeyInline]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
@@ -365,13 +368,15 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
 
     @admin.action(description="Approve the selected items (low-risk queues only)", permissions=["review"])
     def bulk_approve(self, request, queryset):
-        """One justification for many items, only in queues an admin marked for bulk approval."""
+        """One justification for many items, only in queues an admin marked for bulk approval
+        and never for an item that needs two reviewers."""
         items = list(queryset.select_related("queue"))
-        refused = [item for item in items if not (item.queue and item.queue.bulk_approve_allowed)]
+        refused = [item for item in items if not item.may_be_bulk_approved]
         if refused:
             self.message_user(
                 request,
-                f"{len(refused)} selected item(s) are in queues without bulk approval; nothing was approved.",
+                f"{len(refused)} selected item(s) cannot be bulk approved (their queue does not allow it, "
+                "or they need two reviewers); nothing was approved.",
                 messages.ERROR,
             )
             return None
@@ -386,6 +391,7 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
                         action="approve",
                         justification=form.cleaned_data["justification"],
                         checklist=[True] * len(item.queue.checklist),
+                        bulk=True,
                     )
                 except DomainError as exc:
                     failed.append(f"{item}: {exc.detail}")
@@ -644,8 +650,15 @@ admin.site.unregister(get_user_model())
 
 @admin.register(get_user_model())
 class AuditedUserAdmin(GuardedAdmin, UserAdmin):
-    """A user named in decisions, claims, incidents or history is kept: deleting them
-    would leave records that say "changed by None". Untick Active instead."""
+    """A user named in decisions, claims, incidents or history is kept, under the same
+    username: deleting them would leave records that say "changed by None", renaming
+    them would change who those records say acted. Untick Active instead."""
+
+    def get_readonly_fields(self, request, obj=None):
+        # Decisions show the reviewer's username: renaming would rewrite who decided.
+        if obj is not None and records_naming(obj):
+            return [*super().get_readonly_fields(request, obj), "username"]
+        return super().get_readonly_fields(request, obj)
 
     def delete_view(self, request, object_id, extra_context=None):
         user = self.get_object(request, unquote(object_id))

@@ -121,7 +121,7 @@ def execution_problem(message: OutboxMessage) -> str:
     if action != item.final_action:
         return "the action to send differs from the approved one"
     try:
-        executor_for(action).validate(action)
+        executor_for(action, item.integration).validate(action)
     except InvalidAction as exc:
         return f"the approved action is not valid: {exc}"
     return ""

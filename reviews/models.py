@@ -62,7 +62,8 @@ class AuditedHistory(models.Model):
 
 
 def audited_history(**options) -> HistoricalRecords:
-    """The history of an audited model: append-only, with the actor's name on each row."""
+    """The history of an audited model: append-only, with the actor's name on each row
+    (filled in as the row is written, by the receiver in `reviews.history`)."""
     return HistoricalRecords(bases=[AuditedHistory], **options)
 
 
@@ -562,6 +563,12 @@ class ReviewItem(models.Model):
         requirement it has met on its way, or its queue's, whichever is higher."""
         current = self.queue.required_approvals if self.queue_id else 1
         return max(self.required_approvals, current)
+
+    @property
+    def may_be_bulk_approved(self) -> bool:
+        """Only in a queue marked for it, and never an item that needs two reviewers
+        (one kept four-eyes from an earlier queue included): someone must open it."""
+        return bool(self.queue_id and self.queue.bulk_approve_allowed and self.approvals_needed == 1)
 
     def can_be_reviewed_by(self, user) -> bool:
         return (

@@ -565,8 +565,10 @@ def decide(
     edited_action: Any = None,
     checklist: list | None = None,
     escalate_to: Queue | str | None = None,
+    bulk: bool = False,
 ) -> Decision:
-    """Record a reviewer's decision and move the item on.
+    """Record a reviewer's decision and move the item on (`bulk`: one of a bulk
+    approval, allowed only where `item.may_be_bulk_approved`).
 
     1. Lock the item; the user must review its queue; it must still be open
        and not claimed by someone else (an unclaimed item is claimed implicitly).
@@ -598,6 +600,8 @@ def decide(
         _ensure_open(item)
         if item.is_claimed_by_other(user, now):
             raise ClaimedByAnother(f"{item.claimed_by} holds the claim on this item.")
+        if bulk and (action != DecisionAction.APPROVE or not item.may_be_bulk_approved):
+            raise NotAllowed("This item cannot be bulk approved: open it and decide it on its own.")
 
         codes = _reason_codes(reason_codes or [], action)
         approvals = _round_approvals(item)

@@ -368,7 +368,7 @@ class Workspace:
             "first_approval": first_approval,
             "being_approved": edited_version(first_approval) if first_approval else [],
             "i_approved_first": bool(first_approval and first_approval.reviewer_id == user.pk),
-            "approvals_needed": item.approvals_needed if item.queue_id else 1,
+            "approvals_needed": item.approvals_needed,
             "approvals_kept": bool(item.queue_id and item.required_approvals > item.queue.required_approvals),
             "i_escalated": any(
                 d.action == DecisionAction.ESCALATE and d.reviewer_id == user.pk for d in decisions

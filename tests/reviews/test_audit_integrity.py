@@ -143,8 +143,26 @@ def test_history_keeps_the_actors_name_after_the_account_is_deactivated(client, 
     change = queue.history.latest()
     assert change.name == "General review, renamed"
     assert change.history_user_id == policy_admin.pk and change.history_actor == "policy_admin"
-    page = client.get(admin_url(type(queue), "history", queue.pk))  # any reader of the history
-    assert page.status_code in (200, 302)
+
+
+def test_the_username_of_a_user_on_the_record_cannot_change(client, superuser, cited):
+    reviewer = User.objects.get(username="reviewer")
+    client.force_login(superuser)
+    page = client.get(admin_url(User, "change", reviewer.pk))
+    assert "username" not in page.context["adminform"].form.fields
+    newcomer = UserFactory(username="newcomer")
+    page = client.get(admin_url(User, "change", newcomer.pk))
+    assert "username" in page.context["adminform"].form.fields
+
+
+def test_the_history_page_names_the_actor(client, policy_admin, queue):
+    queue._history_user = policy_admin
+    queue.save()
+    policy_admin.is_active = False
+    policy_admin.save()
+    client.force_login(UserFactory(username="auditor", is_staff=True, is_superuser=True))
+    html = client.get(admin_url(type(queue), "history", queue.pk)).content.decode()
+    assert '<td class="history-actor">policy_admin</td>' in html
 
 
 @pytest.mark.postgres
@@ -222,3 +240,23 @@ def test_staff_tokens_are_listed_by_prefix_only(client, superuser, reviewer):
     [logged] = LogEntry.objects.filter(action_flag=DELETION)
     assert logged.user == superuser and logged.object_repr == f"{token.key[:6]}… (reviewer)"
     assert client.get("/admin/authtoken/tokenproxy/").status_code == 404
+
+
+def test_record_only_delivery_cannot_be_switched_on_in_the_admin(client, policy_admin, integration):
+    """It marks actions executed without calling anything: switched on for a live
+    integration it would silence every approved action."""
+    client.force_login(policy_admin)
+    url = admin_url(type(integration), "change", integration.pk)
+    form = {
+        "name": integration.name,
+        "slug": integration.slug,
+        "is_active": "on",
+        "callback_url": "",
+        "action_url": "",
+        "action_delivery": "record",
+        "api_keys-TOTAL_FORMS": 0,
+        "api_keys-INITIAL_FORMS": 0,
+    }
+    assert client.post(url, form).status_code == 302
+    integration.refresh_from_db()
+    assert integration.action_delivery == "webhook"

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.messages import get_messages
 
 from reviews import services
+from reviews.exceptions import NotAllowed
 from reviews.models import ItemStatus, ReviewItem
 from tests.conftest import make_reviewer
 from tests.factories import GateRuleFactory, QueueFactory, submission
@@ -55,9 +56,9 @@ def test_bulk_approve_is_not_offered_to_people_who_review_nothing(client, compli
     assert not ReviewItem.objects.filter(status=ItemStatus.APPROVED).exists()
 
 
-def test_bulk_approval_of_an_item_escalated_from_four_eyes_is_only_its_first_approval(
-    client, reviewer, integration, queue
-):
+def test_an_item_that_needs_two_reviewers_is_never_bulk_approved(client, reviewer, integration, queue):
+    """Escalated from a four-eyes queue into one that allows bulk approval, it still needs
+    two people to open it: two bulk passes by two reviewers must not finish it."""
     payments = QueueFactory(slug="payments", required_approvals=2)
     payments.reviewer_groups.add(*queue.reviewer_groups.all())
     queue.bulk_approve_allowed = True
@@ -68,10 +69,22 @@ def test_bulk_approval_of_an_item_escalated_from_four_eyes_is_only_its_first_app
         item=item, user=reviewer, action="escalate", justification="Routine.", escalate_to="general"
     )
 
-    client.force_login(make_reviewer("bulk", queue))
-    response = post_action(client, [item], justification="Routine answers, checked.")
+    for bulk_reviewer in (make_reviewer("bulk", queue), make_reviewer("bulk2", queue)):
+        client.force_login(bulk_reviewer)
+        response = post_action(client, [item], justification="Routine answers, checked.")
+        notes = [str(m) for m in get_messages(response.wsgi_request)]
+        assert any("cannot be bulk approved" in note for note in notes)
     item.refresh_from_db()
-    notes = [str(m) for m in get_messages(response.wsgi_request)]
-    assert "Approved 0 item(s)." in notes
-    assert "1 item(s) got their first approval and wait for another reviewer." in notes
-    assert item.status == ItemStatus.PENDING and item.decisions.filter(action="approve").count() == 1
+    assert item.status == ItemStatus.PENDING and not item.decisions.filter(action="approve").exists()
+    with pytest.raises(NotAllowed):
+        services.decide(
+            item=item, user=make_reviewer("bulk3", queue), action="approve", justification="x", bulk=True
+        )
+
+
+def test_the_bulk_rule_is_checked_again_under_the_lock(reviewer, held, queue):
+    """The admin checks before it calls the service; the service checks again."""
+    queue.bulk_approve_allowed = False
+    queue.save()
+    with pytest.raises(NotAllowed):
+        services.decide(item=held[0], user=reviewer, action="approve", justification="x", bulk=True)
