@@ -93,8 +93,12 @@ class ItemCursorPagination(CursorPagination):
 
 def scoped_items(request):
     """The items the caller may see, ready for the item representation."""
+    # The representation's decisions never show the edited versions: they are not loaded.
+    decisions = Decision.objects.select_related("reviewer").defer(
+        "edited_output", "edited_action", "checklist"
+    )
     items = ReviewItem.objects.select_related("queue", "claimed_by").prefetch_related(
-        Prefetch("decisions", queryset=Decision.objects.select_related("reviewer"))
+        Prefetch("decisions", queryset=decisions)
     )
     integration = integration_of(request)
     if integration is not None:
