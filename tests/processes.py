@@ -34,6 +34,17 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "co
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def stop_group(process: subprocess.Popen | None, grace: float = 15) -> None:
+    """SIGTERM a process group (a server and its workers); SIGKILL what is left after `grace`."""
+    if process and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
 class RedisServer:
     def __init__(self, workdir: Path):
         self.port = free_port()
@@ -116,12 +127,7 @@ class CeleryProcess:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.process)
 
 
 class GunicornProcess:
@@ -168,14 +174,7 @@ class GunicornProcess:
         return True
 
     def stop(self) -> None:
-        """SIGTERM the master and its workers; SIGKILL what is left after a grace period."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        stop_group(self.process)
 
 
 def database_url() -> str:
