@@ -29,7 +29,7 @@ from reviews import services
 from reviews.executors import ExecutionResult, InvalidAction, executor_for
 from reviews.models import APPROVED_STATUSES, DeliveryAttempt, ExecutionStatus, OutboxMessage
 from reviews.outbox import dispatch, due_messages
-from reviews.webhooks import post_signed
+from reviews.webhooks.http import post_signed
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from reviews.models import Integration, OutboxMessage, ReviewItem
-from reviews.webhooks import post_signed
+from reviews.webhooks.http import post_signed
 
 
 class InvalidAction(ValueError):

@@ -22,7 +22,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from simple_history.models import HistoricalRecords
 
-from reviews.webhooks import UnsafeURL, check_outbound_url
+from reviews.webhooks.urlguard import UnsafeURL, check_outbound_url
 
 
 class DecisionAction(models.TextChoices):

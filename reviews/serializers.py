@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from reviews.models import Decision, DecisionAction, Incident, ItemKind, ReviewItem
-from reviews.webhooks import UnsafeURL, check_outbound_url
+from reviews.webhooks.urlguard import UnsafeURL, check_outbound_url
 
 MAX_EXTERNAL_ID = 255
 MAX_ACTION_TYPE = 100

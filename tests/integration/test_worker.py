@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from reviews import services
 from reviews.models import ExecutionStatus, ItemStatus, OutboxMessage, ReviewItem
-from reviews.webhooks import verify
+from reviews.webhooks.signing import verify
 from tests.conftest import make_reviewer
 from tests.factories import QueueFactory, action_submission, submission
 from tests.processes import wait_until

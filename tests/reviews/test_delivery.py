@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from reviews import delivery, executors, outbox, services
 from reviews.models import DeliveryAttempt, ExecutionStatus, ItemStatus, OutboxMessage, ReviewItem
-from reviews.webhooks import InvalidSignature, verify
+from reviews.webhooks.signing import InvalidSignature, verify
 from tests.factories import GateRuleFactory, ReasonCodeFactory, action_submission, submission
 
 

@@ -11,16 +11,8 @@ import time
 import pytest
 
 from reviews.models import new_webhook_secret
-from reviews.webhooks import (
-    InvalidSignature,
-    UnsafeURL,
-    check_outbound_url,
-    resolve_for_delivery,
-    secret_bytes,
-    sign,
-    signature_headers,
-    verify,
-)
+from reviews.webhooks.signing import InvalidSignature, secret_bytes, sign, signature_headers, verify
+from reviews.webhooks.urlguard import UnsafeURL, check_outbound_url, resolve_for_delivery
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 MSG_ID = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"

@@ -1,117 +1,26 @@
-"""Signing of outbound webhooks and the SSRF guard on the URLs they go to.
+"""The SSRF guard on callback and action URLs.
 
-Signatures follow Standard Webhooks (standardwebhooks.com, SPEC section 4) so a
-receiver can check them with that project's libraries in any language:
-``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``, keyed
-with the base64 part of the integration's ``whsec_...`` secret.
-
-Callback and action URLs are chosen by integrations, so the server must not be
-turned into a proxy onto its own network: unless ``HITL_WEBHOOK_ALLOW_PRIVATE`` is
-on, only hosts whose every address is globally routable are accepted.
+They are chosen by integrations, so the server must not be turned into a proxy
+onto its own network: unless ``HITL_WEBHOOK_ALLOW_PRIVATE`` is on, only hosts whose
+every address is globally routable are accepted.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import ipaddress
-import json
 import re
 import socket
-import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import urllib3
 from django.conf import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-SECRET_PREFIX = "whsec_"
 MAX_URL_LENGTH = 2000
 DNS_TIMEOUT_SECONDS = 2.0
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _HOST_NAME = re.compile(r"[a-z0-9_.-]+")
-
-
-# --- Signing ---------------------------------------------------------------------
-
-
-class InvalidSignature(Exception):
-    """A webhook's signature or timestamp did not check out."""
-
-
-def secret_bytes(secret: str) -> bytes:
-    """Decode a ``whsec_<base64>`` secret into the HMAC key it stands for."""
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(f"A webhook secret starts with {SECRET_PREFIX!r}.")
-    encoded = secret.removeprefix(SECRET_PREFIX)
-    try:
-        # Tolerate missing padding, as the Standard Webhooks libraries do.
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except binascii.Error as exc:
-        raise ValueError("A webhook secret is whsec_ followed by base64.") from exc
-    if not key:
-        raise ValueError("A webhook secret may not be empty.")
-    return key
-
-
-def sign(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One ``v1,<base64>`` signature of ``body`` as sent with ``msg_id`` at ``timestamp``."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_bytes(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-def signature_headers(*, secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three Standard Webhooks headers, signed by every non-blank secret.
-
-    During a rotation the caller passes the current and the previous secret, so a
-    receiver still holding either one accepts the message.
-    """
-    signatures = [sign(secret=s, msg_id=msg_id, timestamp=timestamp, body=body) for s in secrets if s.strip()]
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(signatures),
-    }
-
-
-def verify(
-    *,
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    tolerance_seconds: int = 300,
-    now: int | None = None,
-) -> None:
-    """Raise InvalidSignature unless one ``v1`` signature in ``headers`` matches.
-
-    The timestamp window bounds replays of a captured request; dedupe on
-    ``webhook-id`` covers replays inside it.
-    """
-    lowered = {name.lower(): value for name, value in headers.items()}
-    msg_id = lowered.get("webhook-id", "")
-    raw_timestamp = lowered.get("webhook-timestamp", "")
-    if not msg_id or not raw_timestamp.isascii() or not raw_timestamp.isdigit():
-        raise InvalidSignature("Missing or malformed webhook-id or webhook-timestamp.")
-    timestamp = int(raw_timestamp)
-    current = int(time.time()) if now is None else now
-    if abs(current - timestamp) > tolerance_seconds:
-        raise InvalidSignature("The webhook timestamp is outside the tolerance.")
-    expected = sign(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body).encode()
-    for candidate in lowered.get("webhook-signature", "").split():
-        # Compare bytes: compare_digest refuses non-ASCII str, and a header is attacker input.
-        if hmac.compare_digest(expected, candidate.encode()):
-            return
-    raise InvalidSignature("No webhook signature matches.")
-
-
-# --- Outbound URL guard ----------------------------------------------------------
 
 
 class UnsafeURL(ValueError):
@@ -284,80 +193,3 @@ def _resolve(host: str) -> list[IPAddress]:
     if not addresses:
         raise OSError(f"{host!r} has no addresses.")
     return addresses
-
-
-# --- Sending ------------------------------------------------------------------------------
-
-MAX_RESPONSE_BYTES = 4096
-
-
-@dataclass(frozen=True)
-class PostResult:
-    status_code: int | None
-    duration_ms: int
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def post_json(url: str, *, body: bytes, headers: Mapping[str, str], timeout: float) -> PostResult:
-    """POST ``body`` to ``url``, connecting to an address checked just now.
-
-    The host is resolved and checked once (`resolve_for_delivery`) and the
-    connection goes to that address, with the original name in the Host header
-    and for TLS verification, so DNS cannot re-bind between check and connect.
-    Redirects are not followed (a redirect could point anywhere). Never raises.
-    """
-    started = time.monotonic()
-
-    def elapsed() -> int:
-        return int((time.monotonic() - started) * 1000)
-
-    try:
-        address = resolve_for_delivery(url)[0]
-    except UnsafeURL as exc:
-        return PostResult(None, elapsed(), f"refused: {exc}")
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    limits = urllib3.Timeout(connect=min(5.0, timeout), read=timeout, total=timeout)
-    pool_options = {"timeout": limits, "retries": False}
-    if parts.scheme == "https":
-        tls = {"server_hostname": host, "assert_hostname": host, "cert_reqs": "CERT_REQUIRED"}
-        pool = urllib3.HTTPSConnectionPool(address, port, **tls, **pool_options)
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, **pool_options)
-    try:
-        response = pool.urlopen(
-            "POST",
-            path,
-            body=body,
-            headers={**headers, "Host": parts.netloc, "Content-Type": "application/json"},
-            redirect=False,
-            preload_content=False,
-            assert_same_host=False,
-        )
-        try:
-            response.read(MAX_RESPONSE_BYTES)
-        finally:
-            response.release_conn()
-        status = response.status
-        error = "" if 200 <= status < 300 else f"HTTP {status}"
-        return PostResult(status, elapsed(), error)
-    except Exception as exc:  # any transport failure is an unsuccessful attempt, recorded as such
-        return PostResult(None, elapsed(), f"{exc.__class__.__name__}: {exc}"[:500])
-    finally:
-        pool.close()
-
-
-def post_signed(
-    url: str, *, payload: dict, secrets: list[str], msg_id: str, timeout: float, extra_headers=None
-) -> PostResult:
-    """Sign `payload` (Standard Webhooks headers, one signature per secret) and POST it."""
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    headers = signature_headers(secrets=secrets, msg_id=msg_id, timestamp=int(time.time()), body=body)
-    headers.update(extra_headers or {})
-    return post_json(url, body=body, headers=headers, timeout=timeout)
