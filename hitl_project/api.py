@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from reviews.api import EvaluateView, IncidentView, ItemViewSet, QueueViewSet
+from reviews.api.views import EvaluateView, IncidentView, ItemViewSet, QueueViewSet
 from reviews.exceptions import DomainError
 
 router = DefaultRouter(trailing_slash=True)

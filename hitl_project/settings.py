@@ -270,16 +270,16 @@ SECURE_CSP = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "reviews.authentication.ApiKeyAuthentication",
+        "reviews.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["reviews.parsers.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["reviews.api.parsers.BoundedJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "reviews.throttles.IntegrationRateThrottle",
-        "reviews.throttles.StaffRateThrottle",
+        "reviews.api.throttles.IntegrationRateThrottle",
+        "reviews.api.throttles.StaffRateThrottle",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "hitl_project.api.exception_handler",
@@ -337,7 +337,7 @@ HITL_DELIVERY_TIMEOUT_SECONDS = env_int("HITL_DELIVERY_TIMEOUT_SECONDS", 10)
 HITL_DELIVERY_LEASE_SECONDS = env_int("HITL_DELIVERY_LEASE_SECONDS", 60)
 HITL_OUTBOX_REDISPATCH_SECONDS = env_int("HITL_OUTBOX_REDISPATCH_SECONDS", 30)
 # After a Redis error each process leaves it alone this long (seconds), longer than a socket
-# timeout: rate limits count per process meanwhile (reviews.throttles), and consequences of
+# timeout: rate limits count per process meanwhile (reviews.api.throttles), and consequences of
 # decisions wait for the outbox sweep (reviews.outbox).
 HITL_CACHE_RETRY_SECONDS = env_int("HITL_CACHE_RETRY_SECONDS", 30)
 HITL_BROKER_RETRY_SECONDS = env_int("HITL_BROKER_RETRY_SECONDS", 30)

@@ -5,26 +5,18 @@ nothing (`reviews.delivery` sends them)."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework.renderers import JSONRenderer
 
 from reviews.models import ExecutionStatus, OutboxMessage, ReviewItem
 from reviews.outage import Outage
-from reviews.serializers import ItemSerializer
+from reviews.representation import item_representation
 
 logger = logging.getLogger(__name__)
-
-
-def item_representation(item: ReviewItem) -> dict:
-    """The item as `GET /api/v1/items/{id}/` shows it, as plain JSON."""
-    item = ReviewItem.objects.select_related("queue", "claimed_by").get(pk=item.pk)
-    return json.loads(JSONRenderer().render(ItemSerializer(item).data))
 
 
 def enqueue_consequences(item: ReviewItem) -> list[OutboxMessage]:

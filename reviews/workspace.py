@@ -28,7 +28,6 @@ from reviews import selectors, services
 from reviews.access import may_read_item, sees_everything
 from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
-from reviews.parsers import UnsafeJSON, check_json_shape, loads_checked
 from reviews.presentation import (
     action_params,
     edit_diffs,
@@ -37,6 +36,7 @@ from reviews.presentation import (
     present_item,
     pretty_json,
 )
+from reviews.safejson import UnsafeJSON, check_json_shape, loads_checked
 
 # --- Forms ---------------------------------------------------------------------------------
 

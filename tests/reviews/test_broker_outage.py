@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from reviews import outbox, services, throttles
+from reviews import outbox, services
+from reviews.api import throttles
 from reviews.models import ItemStatus, OutboxMessage, ReviewItem
 from tests.conftest import celery_broker
 from tests.factories import GateRuleFactory, action_submission, submission

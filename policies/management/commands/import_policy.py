@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from policies.io import PolicyError, import_policy
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
+from reviews.safejson import UnsafeJSON, loads_checked
 
 
 class Command(BaseCommand):
@@ -48,10 +44,6 @@ class Command(BaseCommand):
         except UnicodeDecodeError as exc:
             raise CommandError(f"Cannot read {file}: not UTF-8 text ({exc.reason})") from exc
         try:
-            return json.loads(text, parse_constant=_refuse_constant)
-        except json.JSONDecodeError as exc:
-            raise CommandError(
-                f"{file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-            ) from exc
-        except (ValueError, RecursionError) as exc:
+            return loads_checked(text)
+        except UnsafeJSON as exc:
             raise CommandError(f"{file} is not valid JSON: {exc}") from exc

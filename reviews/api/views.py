@@ -1,4 +1,4 @@
-"""REST API for integrations and staff (SPEC section 4).
+"""The API's views, for integrations and staff (SPEC section 4).
 
 Every queryset is scoped to the caller before any lookup, so another
 integration's item, or an item of a queue the reviewer may not see, is a 404.
@@ -26,25 +26,23 @@ from rest_framework.views import APIView
 from policies.engine import evaluate
 from reviews import services
 from reviews.access import readable_items
-from reviews.authentication import integration_of
-from reviews.filters import ItemFilter
-from reviews.models import Decision, Queue, ReviewItem
-from reviews.permissions import IsIntegration, IsReviewer, IsStaffReader
-from reviews.selectors import queue_overview
-from reviews.serializers import (
-    CONTENT_FIELDS,
+from reviews.api.authentication import integration_of
+from reviews.api.filters import ItemFilter
+from reviews.api.permissions import IsIntegration, IsReviewer, IsStaffReader
+from reviews.api.serializers import (
     DecisionInputSerializer,
     DecisionResultSerializer,
     EvaluateResponseSerializer,
     IncidentInputSerializer,
     IncidentSerializer,
-    ItemSerializer,
-    ItemSummarySerializer,
     QueueSummarySerializer,
     SubmissionSerializer,
     SubmitResponseSerializer,
     rule_summaries,
 )
+from reviews.models import Decision, Queue, ReviewItem
+from reviews.representation import CONTENT_FIELDS, ItemSerializer, ItemSummarySerializer
+from reviews.selectors import queue_overview
 
 MAX_IDEMPOTENCY_KEY = 255
 

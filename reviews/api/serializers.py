@@ -1,4 +1,5 @@
-"""Input serializers (one per command) and the item representation of SPEC section 4."""
+"""The API's input serializers (one per command) and its answers other than the item
+representation (`reviews.representation`)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,13 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from reviews.models import Decision, DecisionAction, Incident, ItemKind, ReviewItem
+from reviews.models import DecisionAction, Incident, ItemKind, ReviewItem
+from reviews.representation import DecisionSerializer, ItemSerializer, JSONObjectField
 from reviews.webhooks.urlguard import UnsafeURL, check_outbound_url
 
 MAX_EXTERNAL_ID = 255
 MAX_ACTION_TYPE = 100
 MAX_URL = 2000
-
-
-@extend_schema_field({"type": "object", "additionalProperties": True})
-class JSONObjectField(serializers.JSONField):
-    """A JSON object (a dict), not any JSON value."""
-
-    default_error_messages = {"not_object": "Expected a JSON object."}
-
-    def to_internal_value(self, data):
-        data = super().to_internal_value(data)
-        if not isinstance(data, dict):
-            self.fail("not_object")
-        return data
 
 
 def _is_number(value) -> bool:
@@ -171,73 +160,6 @@ class EvaluateResponseSerializer(serializers.Serializer):
     status = serializers.CharField()
     queue = serializers.CharField(allow_null=True)
     matched_rules = MatchedRuleSerializer(many=True)
-
-
-class DecisionSerializer(serializers.ModelSerializer):
-    reviewer = serializers.CharField(source="reviewer.get_username")
-    reason_codes = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Decision
-        fields = ["action", "reviewer", "justification", "reason_codes", "created_at"]
-
-    def get_reason_codes(self, decision: Decision) -> list[str]:
-        return list(decision.cited_codes)
-
-
-class ItemSerializer(serializers.ModelSerializer):
-    queue = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
-    claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
-    input = JSONObjectField()
-    output = serializers.JSONField(allow_null=True)
-    action = serializers.JSONField(allow_null=True)
-    context = JSONObjectField()
-    signals = JSONObjectField()
-    metadata = JSONObjectField()
-    matched_rules = serializers.ListField(child=JSONObjectField())
-    final_output = serializers.JSONField(allow_null=True)
-    final_action = serializers.JSONField(allow_null=True)
-    decisions = DecisionSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = ReviewItem
-        fields = [
-            "id",
-            "external_id",
-            "kind",
-            "status",
-            "queue",
-            "input",
-            "output",
-            "action",
-            "context",
-            "signals",
-            "metadata",
-            "matched_rules",
-            "due_at",
-            "claimed_by",
-            "claim_expires_at",
-            "final_output",
-            "final_action",
-            "execution_status",
-            "decisions",
-            "created_at",
-            "decided_at",
-        ]
-        read_only_fields = fields
-
-
-# Left out of list pages: each may be up to HITL_MAX_SUBMISSION_BYTES, and a page of 200
-# such items would be hundreds of megabytes. `GET /api/v1/items/{id}/` has them.
-CONTENT_FIELDS = ("input", "output", "action", "context", "final_output", "final_action")
-
-
-class ItemSummarySerializer(ItemSerializer):
-    """An item in `GET /api/v1/items/`: the item without its content (CONTENT_FIELDS)."""
-
-    class Meta(ItemSerializer.Meta):
-        fields = [name for name in ItemSerializer.Meta.fields if name not in CONTENT_FIELDS]
-        read_only_fields = fields
 
 
 class IncidentInputSerializer(StrictSerializer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework.permissions import BasePermission
 
 from reviews.access import is_staff_reader
-from reviews.authentication import integration_of
+from reviews.api.authentication import integration_of
 from reviews.models import REVIEWERS_GROUP
 
 

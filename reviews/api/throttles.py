@@ -15,7 +15,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
-from reviews.authentication import integration_of
+from reviews.api.authentication import integration_of
 from reviews.outage import Outage
 
 CACHE_ERRORS = (RedisError, OSError)
