@@ -328,7 +328,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(HITL_MAX_SUBMISSION_BYTES, 2_621_440)
 # applies everywhere within this time; in between, the gate costs no query.
 HITL_RULES_REFRESH_SECONDS = float(os.environ.get("HITL_RULES_REFRESH_SECONDS", "1"))
 
-# Delivery of callbacks and actions (reviews.delivery).
+# Delivery of callbacks and actions (reviews.delivery.worker).
 HITL_DELIVERY_MAX_ATTEMPTS = env_int("HITL_DELIVERY_MAX_ATTEMPTS", 8)
 HITL_DELIVERY_BACKOFF_SECONDS = env_int("HITL_DELIVERY_BACKOFF_SECONDS", 10)
 HITL_DELIVERY_BACKOFF_MAX_SECONDS = env_int("HITL_DELIVERY_BACKOFF_MAX_SECONDS", 3600)
@@ -338,7 +338,7 @@ HITL_DELIVERY_LEASE_SECONDS = env_int("HITL_DELIVERY_LEASE_SECONDS", 60)
 HITL_OUTBOX_REDISPATCH_SECONDS = env_int("HITL_OUTBOX_REDISPATCH_SECONDS", 30)
 # After a Redis error each process leaves it alone this long (seconds), longer than a socket
 # timeout: rate limits count per process meanwhile (reviews.api.throttles), and consequences of
-# decisions wait for the outbox sweep (reviews.outbox).
+# decisions wait for the outbox sweep (reviews.delivery.outbox).
 HITL_CACHE_RETRY_SECONDS = env_int("HITL_CACHE_RETRY_SECONDS", 30)
 HITL_BROKER_RETRY_SECONDS = env_int("HITL_BROKER_RETRY_SECONDS", 30)
 

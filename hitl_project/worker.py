@@ -9,7 +9,7 @@ processes with it.
 
 Nothing is lost by going on instead: reserved messages stay in Redis and come
 back after the visibility timeout, and the outbox sweep sends whatever is still
-undelivered (`reviews.outbox`), with the same webhook-id and Idempotency-Key.
+undelivered (`reviews.delivery.outbox`), with the same webhook-id and Idempotency-Key.
 So the consumer logs it and reconnects as after any other connection loss.
 """
 

@@ -28,8 +28,9 @@ from django.utils.html import format_html, format_html_join
 from rest_framework.authtoken.models import TokenProxy
 from simple_history.admin import SimpleHistoryAdmin
 
-from reviews import delivery, services
+from reviews import services
 from reviews.access import may_read_item, readable_queues, sees_everything
+from reviews.delivery import worker as delivery
 from reviews.exceptions import DomainError
 from reviews.models import (
     ApiKey,

@@ -9,3 +9,5 @@ class ReviewsConfig(AppConfig):
 
     def ready(self) -> None:
         history.connect()
+        # Registers the tasks, which the outbox dispatches by name (reviews.delivery.outbox).
+        import reviews.tasks  # noqa: F401

@@ -2,7 +2,7 @@
 
 The web processes can go on without the shared cache (rate limits then count in
 the process, `reviews.api.throttles`) and without the broker (what a decision must do
-next waits in the outbox for the sweep, `reviews.outbox`). After an error the
+next waits in the outbox for the sweep, `reviews.delivery.outbox`). After an error the
 process leaves the service alone for a while, longer than a socket timeout, so an
 outage costs one slow call per process in that time rather than one per request
 (a Redis that accepts connections and never answers included), and it warns at

@@ -26,7 +26,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from policies.engine import GateDecision, evaluate
-from reviews import outbox
+from reviews.delivery import outbox
+from reviews.delivery.executors import InvalidAction, executor_for
 from reviews.exceptions import (
     AlreadyDecided,
     ClaimedByAnother,
@@ -37,7 +38,6 @@ from reviews.exceptions import (
     NotAllowed,
     NotClaimed,
 )
-from reviews.executors import InvalidAction, executor_for
 from reviews.models import (
     PRIORITY_BY_RISK,
     ApiKey,
@@ -849,31 +849,3 @@ def report_incident(
         reported_by=user,
         reported_by_integration=integration,
     )
-
-
-# --- Execution of approved actions (called by reviews.delivery) ------------------------------------
-
-
-def _set_execution(item: ReviewItem, status: str, reason: str) -> None:
-    item.execution_status = status
-    item._change_reason = reason
-    item.save(update_fields=["execution_status", "executed_action", "executed_at", "updated_at"])
-
-
-def start_execution(*, item: ReviewItem) -> None:
-    _set_execution(item, ExecutionStatus.RUNNING, "execution attempt started")
-
-
-def finish_execution(*, item: ReviewItem, executed_action: dict) -> None:
-    """The receiver acknowledged the action: record what was executed."""
-    item.executed_action = executed_action
-    item.executed_at = timezone.now()
-    _set_execution(item, ExecutionStatus.SUCCEEDED, "executed")
-
-
-def fail_execution(*, item: ReviewItem, reason: str) -> None:
-    _set_execution(item, ExecutionStatus.FAILED, f"execution failed: {reason}"[:100])
-
-
-def requeue_execution(*, item: ReviewItem) -> None:
-    _set_execution(item, ExecutionStatus.PENDING, "execution retried")

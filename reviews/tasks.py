@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from reviews import delivery, outbox, services
+from reviews import services
+from reviews.delivery import outbox, worker
 
 
-@shared_task(name="reviews.deliver_message")
+@shared_task(name=outbox.DELIVER_TASK)
 def deliver_message(message_id: int) -> str:
-    return delivery.deliver(message_id)
+    return worker.deliver(message_id)
 
 
 @shared_task(name="reviews.sweep_outbox")

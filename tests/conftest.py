@@ -15,7 +15,7 @@ from django.db import connection
 
 from hitl_project.celery import app as celery_app
 from policies import engine
-from reviews import outbox
+from reviews.delivery import outbox
 from reviews.models import COMPLIANCE_GROUP, POLICY_ADMINS_GROUP, REVIEWERS_GROUP
 from tests.factories import IntegrationFactory, QueueFactory, UserFactory
 from tests.receiver import Receiver

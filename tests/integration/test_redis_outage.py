@@ -15,7 +15,8 @@ import time
 import pytest
 from rest_framework.authtoken.models import Token
 
-from reviews import outbox, services
+from reviews import services
+from reviews.delivery import outbox
 from reviews.models import ReviewItem
 from tests.conftest import make_reviewer
 from tests.factories import action_submission

@@ -14,8 +14,9 @@ import sys
 
 import pytest
 
-from reviews import outbox, services
+from reviews import services
 from reviews.api import throttles
+from reviews.delivery import outbox
 from reviews.models import ItemStatus, OutboxMessage, ReviewItem
 from tests.conftest import celery_broker
 from tests.factories import GateRuleFactory, action_submission, submission

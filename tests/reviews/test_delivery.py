@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reviews import delivery, executors, outbox, services
+from reviews import services
+from reviews.delivery import executors, outbox
+from reviews.delivery import worker as delivery
 from reviews.models import DeliveryAttempt, ExecutionStatus, ItemStatus, OutboxMessage, ReviewItem
 from reviews.webhooks.signing import InvalidSignature, verify
 from tests.factories import GateRuleFactory, ReasonCodeFactory, action_submission, submission

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from reviews import outbox
+from reviews.delivery import outbox
 
 
 class Command(BaseCommand):

@@ -43,20 +43,26 @@ class Executor:
         raise NotImplementedError
 
 
+def post_message(message: OutboxMessage, url: str, extra_headers: dict | None = None) -> ExecutionResult:
+    """POST an outbox message to `url`, signed with the integration's secrets (both of
+    them during a rotation), with the message's id as `webhook-id`."""
+    integration = message.item.integration
+    result = post_signed(
+        url,
+        payload=message.payload,
+        secrets=[integration.webhook_secret, integration.previous_webhook_secret],
+        msg_id=message.msg_id,
+        timeout=settings.HITL_DELIVERY_TIMEOUT_SECONDS,
+        extra_headers=extra_headers,
+    )
+    return ExecutionResult(result.ok, result.status_code, result.duration_ms, result.error)
+
+
 class WebhookExecutor(Executor):
     def execute(self, *, item: ReviewItem, message: OutboxMessage) -> ExecutionResult:
-        integration = item.integration
-        if not integration.action_url:
+        if not item.integration.action_url:
             return ExecutionResult(False, None, 0, "The integration has no action_url to send the action to.")
-        result = post_signed(
-            integration.action_url,
-            payload=message.payload,
-            secrets=[integration.webhook_secret, integration.previous_webhook_secret],
-            msg_id=message.msg_id,
-            timeout=settings.HITL_DELIVERY_TIMEOUT_SECONDS,
-            extra_headers={"Idempotency-Key": str(item.pk)},
-        )
-        return ExecutionResult(result.ok, result.status_code, result.duration_ms, result.error)
+        return post_message(message, item.integration.action_url, {"Idempotency-Key": str(item.pk)})
 
 
 class RecordingExecutor(Executor):

@@ -1,12 +1,13 @@
 """The transactional outbox: consequences of a final state are rows written in the
 same transaction as the state, dispatched to Celery once it commits, and swept
 periodically, so a crash between commit and dispatch or a broker outage loses
-nothing (`reviews.delivery` sends them)."""
+nothing (`reviews.delivery.worker` sends them)."""
 
 from __future__ import annotations
 
 import logging
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -59,6 +60,8 @@ def enqueue_consequences(item: ReviewItem) -> list[OutboxMessage]:
     return messages
 
 
+DELIVER_TASK = "reviews.deliver_message"
+
 broker_outage = Outage(
     "The broker", "HITL_BROKER_RETRY_SECONDS", "outbox messages are left to the sweep meanwhile"
 )
@@ -86,8 +89,11 @@ def dispatch(message_ids: list[int], *, countdown: float | None = None, force: b
 
 
 def _dispatch(message_ids: list[int], countdown: float | None, force: bool) -> None:
-    from reviews.tasks import deliver_message  # tasks import the delivery services, which import this
-
+    # The task by its fixed name (registered when `reviews.tasks` is imported, in
+    # ReviewsConfig.ready()): the tasks call the delivery worker, so importing them
+    # here would tie the two together. A registered task, not `send_task`, keeps
+    # the eager mode of `make run`.
+    deliver_message = current_app.tasks[DELIVER_TASK]
     if deliver_message.app.conf.task_always_eager:
         if countdown:
             return  # in-process tasks cannot wait: the sweep sends retries when they fall due

@@ -25,11 +25,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from reviews import services
-from reviews.executors import ExecutionResult, InvalidAction, executor_for
+from reviews.delivery import execution
+from reviews.delivery.executors import ExecutionResult, InvalidAction, executor_for, post_message
+from reviews.delivery.outbox import dispatch, due_messages
 from reviews.models import APPROVED_STATUSES, DeliveryAttempt, ExecutionStatus, OutboxMessage
-from reviews.outbox import dispatch, due_messages
-from reviews.webhooks.http import post_signed
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def deliver(message_id: int) -> str:
             if problem:
                 _cancel(message, attempt, problem)
                 return "cancelled"
-            services.start_execution(item=item)
+            execution.start_execution(item=item)
 
     result = _send(message)
 
@@ -86,7 +85,7 @@ def deliver(message_id: int) -> str:
             message.delivered_at = timezone.now()
             message.last_error = ""
             if is_execution:
-                services.finish_execution(
+                execution.finish_execution(
                     item=message.item, executed_action=message.payload["data"]["action"]
                 )
             outcome = "delivered"
@@ -94,7 +93,7 @@ def deliver(message_id: int) -> str:
             message.status = OutboxMessage.Status.FAILED
             message.last_error = result.error
             if is_execution:
-                services.fail_execution(item=message.item, reason=result.error)
+                execution.fail_execution(item=message.item, reason=result.error)
             logger.warning("Giving up on %s after %s attempts: %s", message, message.attempts, result.error)
             outcome = "failed"
         else:
@@ -136,22 +135,14 @@ def _cancel(message: OutboxMessage, attempt: DeliveryAttempt, problem: str) -> N
     message.last_error = problem
     message.save(update_fields=["status", "lease_until", "last_error"])
     if message.item.execution_status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
-        services.fail_execution(item=message.item, reason=problem)
+        execution.fail_execution(item=message.item, reason=problem)
 
 
 def _send(message: OutboxMessage) -> ExecutionResult:
     item = message.item
     if message.kind == OutboxMessage.Kind.EXECUTE:
         return executor_for(item.final_action, item.integration).execute(item=item, message=message)
-    integration = item.integration
-    result = post_signed(
-        message.url,
-        payload=message.payload,
-        secrets=[integration.webhook_secret, integration.previous_webhook_secret],
-        msg_id=message.msg_id,
-        timeout=settings.HITL_DELIVERY_TIMEOUT_SECONDS,
-    )
-    return ExecutionResult(result.ok, result.status_code, result.duration_ms, result.error)
+    return post_message(message, message.url)
 
 
 def retry(*, message: OutboxMessage) -> OutboxMessage:
@@ -167,7 +158,7 @@ def retry(*, message: OutboxMessage) -> OutboxMessage:
         message.dispatched_at = now
         message.save()
         if message.kind == OutboxMessage.Kind.EXECUTE:
-            services.requeue_execution(item=message.item)
+            execution.requeue_execution(item=message.item)
         message_id = message.pk
         transaction.on_commit(lambda: dispatch([message_id]))
     return message
