@@ -210,8 +210,21 @@ class ApiKeyInline(admin.TabularInline):
         return False
 
 
+class IntegrationForm(forms.ModelForm):
+    """The SSRF guard on the callback and action URLs, as `create_integration` applies it."""
+
+    def clean(self):
+        data = super().clean()
+        for name, error in services.unsafe_url_errors(
+            callback_url=data.get("callback_url", ""), action_url=data.get("action_url", "")
+        ).items():
+            self.add_error(name, error)
+        return data
+
+
 @admin.register(Integration)
 class IntegrationAdmin(ReadOnlyHistoryAdmin):
+    form = IntegrationForm
     list_display = ["name", "slug", "is_active", "callback_url", "action_url", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
@@ -578,6 +591,12 @@ class BacklogItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
     fields = ["title", "reason_code", "queue", "status", "notes", "raised_by"]
     readonly_fields = ["reason_code", "queue", "raised_by"]
 
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        services.update_backlog_item(
+            backlog=obj, title=data["title"], status=data["status"], notes=data.get("notes", "")
+        )
+
     def get_object(self, request, object_id, from_field=None):
         backlog = super().get_object(request, object_id, from_field)
         if backlog is not None:
@@ -636,6 +655,12 @@ class IncidentAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
         "reported_by_integration",
         "created_at",
     ]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        services.update_incident(
+            incident=obj, severity=data["severity"], status=data["status"], description=data["description"]
+        )
 
     def has_add_permission(self, request) -> bool:
         return False

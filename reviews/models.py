@@ -22,8 +22,6 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from simple_history.models import HistoricalRecords
 
-from reviews.webhooks.urlguard import UnsafeURL, check_outbound_url
-
 
 class DecisionAction(models.TextChoices):
     APPROVE = "approve", "Approve"
@@ -111,18 +109,6 @@ class Integration(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def clean(self) -> None:
-        errors = {}
-        for name in ("callback_url", "action_url"):
-            url = getattr(self, name)
-            if url:
-                try:
-                    check_outbound_url(url)
-                except UnsafeURL as exc:
-                    errors[name] = str(exc)
-        if errors:
-            raise ValidationError(errors)
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -368,12 +354,6 @@ class ReviewItemQuerySet(models.QuerySet):
     def open(self) -> ReviewItemQuerySet:
         return self.filter(status__in=OPEN_STATUSES)
 
-    def pending(self) -> ReviewItemQuerySet:
-        return self.filter(status=ItemStatus.PENDING)
-
-    def for_queue(self, queue: Queue) -> ReviewItemQuerySet:
-        return self.filter(queue=queue)
-
     def claimable(self, now=None) -> ReviewItemQuerySet:
         """Open items nobody holds: pending, or in review with a lapsed claim."""
         now = now or timezone.now()
@@ -465,7 +445,6 @@ class ReviewItem(models.Model):
     spot_check_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="spot_checks"
     )
-    is_gold = models.BooleanField(default=False, editable=False)
 
     idempotency_key = models.CharField(max_length=255, blank=True)
     request_hash = models.CharField(max_length=64, blank=True, editable=False)

@@ -260,3 +260,45 @@ def test_record_only_delivery_cannot_be_switched_on_in_the_admin(client, policy_
     assert client.post(url, form).status_code == 302
     integration.refresh_from_db()
     assert integration.action_delivery == "webhook"
+
+
+# --- Backlog and incident triage go through services, with history -------------------------------
+
+
+def test_triaging_an_incident_in_the_admin_is_recorded_with_a_reason(client, superuser, cited):
+    from reviews.models import Incident
+
+    decision = Decision.objects.get()
+    incident = services.report_incident(item=decision.item, severity="low", description="Rude reply.")
+    client.force_login(superuser)
+    response = client.post(
+        admin_url(Incident, "change", incident.pk),
+        {"severity": "high", "status": "resolved", "description": "Rude reply, apologised."},
+    )
+    assert response.status_code == 302
+    latest = incident.history.latest()
+    assert (latest.severity, latest.status) == ("high", "resolved")
+    assert latest.history_change_reason == "changed severity, status, description"
+    assert latest.history_actor == "root"
+
+
+def test_working_a_backlog_item_in_the_admin_is_recorded_with_a_reason(client, policy_admin, integration):
+    from reviews.models import BacklogItem
+
+    code = ReasonCodeFactory(code="missing_guardrail", applies_to=["reject"], creates_backlog_item=True)
+    backlog = BacklogItem.objects.create(title="Missing guardrail", reason_code=code)
+    client.force_login(policy_admin)
+    data = {"title": "Missing guardrail: refunds", "status": "in_progress", "notes": "Rule drafted."}
+    assert client.post(admin_url(BacklogItem, "change", backlog.pk), data).status_code == 302
+    latest = backlog.history.latest()
+    assert latest.status == "in_progress" and latest.history_change_reason == "status open -> in_progress"
+    assert latest.history_actor == "policy_admin"
+
+
+def test_finishing_a_secret_rotation_twice_is_harmless(integration):
+    services.rotate_webhook_secret(integration=integration)
+    services.finish_secret_rotation(integration=integration)
+    rows = integration.history.count()
+    services.finish_secret_rotation(integration=integration)
+    integration.refresh_from_db()
+    assert integration.previous_webhook_secret == "" and integration.history.count() == rows
