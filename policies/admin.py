@@ -11,7 +11,7 @@ from django.urls import path, reverse
 
 from policies.models import VALUELESS_OPERATORS, GateCondition, GateRule, Match, Mode, Operator, Outcome
 from policies.services import record_rule_change
-from reviews.admin import ReadOnlyHistoryAdmin
+from reviews.admin.base import ReadOnlyHistoryAdmin
 
 # Section headings of the safety policy page, in outcome precedence order.
 OUTCOME_SECTIONS = (

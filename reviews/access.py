@@ -5,14 +5,14 @@
 - Everyone else reads no item, whatever model permissions they hold: a policy
   admin who may retry deliveries sees their status, never the item's content.
 
-Integrations are scoped separately, to their own items (`ReviewItem.objects.visible_to_integration`).
+Integrations see their own items (`visible_items(integration=...)`).
 """
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from reviews.models import COMPLIANCE_GROUP, REVIEWERS_GROUP, Queue, ReviewItem
+from reviews.models import COMPLIANCE_GROUP, REVIEWERS_GROUP, Integration, Queue, ReviewItem
 
 
 def sees_everything(user) -> bool:
@@ -36,10 +36,24 @@ def readable_queues(user) -> QuerySet[Queue]:
     return Queue.objects.all() if sees_everything(user) else Queue.objects.reviewable_by(user)
 
 
-def readable_items(user, items: QuerySet[ReviewItem] | None = None) -> QuerySet[ReviewItem]:
-    """`items` (all items by default) narrowed to those the user may read."""
+def visible_rows(user, rows: QuerySet, *, queue_lookup: str = "queue") -> QuerySet:
+    """`rows` narrowed to those whose item the user may read; `queue_lookup` leads from a
+    row to its item's queue (`"item__queue"` for decisions, incidents, deliveries).
+    Those who read everything also see items that never entered a queue (auto-approved
+    and blocked ones)."""
+    if sees_everything(user):
+        return rows
+    return rows.filter(**{f"{queue_lookup}__in": Queue.objects.reviewable_by(user)})
+
+
+def visible_items(*, user=None, integration: Integration | None = None, items=None) -> QuerySet[ReviewItem]:
+    """The items a caller may read: an integration its own (not the internal spot-check
+    copies), a person those of the queues they may read. `items` narrows a prepared
+    queryset (with its select_related and prefetches)."""
     items = ReviewItem.objects.all() if items is None else items
-    return items if sees_everything(user) else items.filter(queue__in=Queue.objects.reviewable_by(user))
+    if integration is not None:
+        return items.visible_to_integration(integration)
+    return visible_rows(user, items)
 
 
 def may_read_item(user, item: ReviewItem) -> bool:

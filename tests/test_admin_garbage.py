@@ -116,7 +116,7 @@ def test_the_admins_own_pages_with_garbage_ids_are_not_server_errors(client, sup
 
 
 def test_every_registered_admin_parses_its_parameters():
-    from reviews.admin import GuardedAdmin
+    from reviews.admin.base import GuardedAdmin
 
     unguarded = [model._meta.label for model, model_admin in admin.site._registry.items()
                  if not isinstance(model_admin, GuardedAdmin)]  # fmt: skip

@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from reviews import services
 from reviews.models import BacklogItem, Decision, Incident, OutboxMessage, ReviewItem
+from tests.factories import submission
 
 SECRET = "Customer Jane Roe, IBAN DE44 5001 0517 5407 3249 31"
 JUSTIFICATION = "Checked the IBAN against the signed mandate."
@@ -113,7 +114,7 @@ def test_decisions_follow_their_item_when_it_is_escalated(client, integration, q
     """A reviewer of the queue an item left no longer reads its decisions; one of the
     queue it is in now does, as on the review page."""
     from tests.conftest import make_reviewer
-    from tests.factories import GateRuleFactory, QueueFactory, submission
+    from tests.factories import GateRuleFactory, QueueFactory
 
     senior = QueueFactory(slug="senior", name="Senior")
     senior.reviewer_groups.add(Group.objects.create(name="senior-reviewers"))
@@ -131,3 +132,13 @@ def test_decisions_follow_their_item_when_it_is_escalated(client, integration, q
         assert (decision in listing.context["cl"].result_list) is sees
         page = client.get(change_url(decision), follow=True)
         assert (JUSTIFICATION in page.content.decode()) is sees
+
+
+def test_those_who_read_everything_see_items_that_never_entered_a_queue(client, compliance, integration):
+    """Auto-approved and blocked items have no queue; compliance and superusers read them."""
+    item = services.submit_item(integration=integration, payload=submission()).item
+    assert item.status == "auto_approved" and item.queue_id is None
+    client.force_login(compliance)
+    listing = client.get(reverse("admin:reviews_reviewitem_changelist"))
+    assert item in listing.context["cl"].result_list
+    assert client.get(change_url(item)).status_code == 200

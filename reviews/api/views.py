@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from policies.engine import evaluate
 from reviews import services
-from reviews.access import readable_items
+from reviews.access import visible_items
 from reviews.api.authentication import integration_of
 from reviews.api.filters import ItemFilter
 from reviews.api.permissions import IsIntegration, IsReviewer, IsStaffReader
@@ -98,10 +98,7 @@ def scoped_items(request):
     items = ReviewItem.objects.select_related("queue", "claimed_by").prefetch_related(
         Prefetch("decisions", queryset=decisions)
     )
-    integration = integration_of(request)
-    if integration is not None:
-        return items.visible_to_integration(integration)
-    return readable_items(request.user, items)
+    return visible_items(user=request.user, integration=integration_of(request), items=items)
 
 
 def read_idempotency_key(request) -> str:

@@ -26,9 +26,7 @@ from django.views.decorators.http import require_POST
 
 from reviews import selectors, services
 from reviews.access import may_read_item, sees_everything
-from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
-from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
-from reviews.presentation import (
+from reviews.admin.presentation import (
     action_params,
     edit_diffs,
     edited_version,
@@ -36,6 +34,8 @@ from reviews.presentation import (
     present_item,
     pretty_json,
 )
+from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
+from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
 from reviews.safejson import UnsafeJSON, check_json_shape, loads_checked
 
 # --- Forms ---------------------------------------------------------------------------------
