@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from policies.models import VALUELESS_OPERATORS, GateCondition, GateRule, Match, Mode, Operator, Outcome
 from policies.services import record_rule_change
 from reviews.admin.base import ReadOnlyHistoryAdmin
+from reviews.admin.presentation import duration_in_words
 
 # Section headings of the safety policy page, in outcome precedence order.
 OUTCOME_SECTIONS = (
@@ -42,13 +43,6 @@ def condition_in_words(condition: GateCondition) -> str:
     if condition.op in VALUELESS_OPERATORS:
         return f"{condition.field} {label}"
     return f"{condition.field} {label} {_value_in_words(condition.value)}"
-
-
-def duration_in_words(minutes: int) -> str:
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
-    return " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n) or "0 minutes"
 
 
 @dataclass

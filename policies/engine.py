@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
 from django.conf import settings
 from django.db.models import Count, Max
 
-from policies.models import MAX_PATTERN_LENGTH, GateRule, Match, Mode, Operator, Outcome
+from policies.models import GateRule, Match, Mode, Operator, Outcome
+from policies.patterns import MAX_PATTERN_LENGTH, InvalidPattern, compile_re2
 from reviews.models import ItemStatus
 
 logger = logging.getLogger(__name__)
@@ -162,16 +162,14 @@ def compile_pattern(pattern: Any) -> Any:
     if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_LENGTH:
         logger.warning("Gate pattern refused (not a string or too long): %.80r", pattern)
         return None
-    return _compile_re2(pattern)
+    return _compiled_or_none(pattern)
 
 
 @functools.lru_cache(maxsize=512)
-def _compile_re2(pattern: str) -> Any:
-    options = re2.Options()
-    options.log_errors = False
+def _compiled_or_none(pattern: str) -> Any:
     try:
-        return re2.compile(pattern, options=options)
-    except (re2.error, UnicodeError) as exc:
+        return compile_re2(pattern)
+    except InvalidPattern as exc:
         logger.warning("Gate pattern %r is not valid RE2 and never matches: %s", pattern, exc)
         return None
 
@@ -285,7 +283,7 @@ def _item_key(item_id: Any) -> str:
         return str(item_id)
 
 
-def decide(
+def apply_rules(
     rules: Iterable[CompiledRule], submission: Any, *, item_id: Any, integration_slug: str
 ) -> GateDecision:
     """Apply compiled rules: every enforced match is recorded, the strongest outcome wins."""
@@ -325,7 +323,7 @@ def evaluate_rules(
     Conditions come from a `conditions_list` attribute, else from `rule.conditions`.
     """
     compiled = [compile_rule(rule, _conditions_of(rule)) for rule in rules if rule.enabled]
-    return decide(compiled, submission, item_id=item_id, integration_slug=integration_slug)
+    return apply_rules(compiled, submission, item_id=item_id, integration_slug=integration_slug)
 
 
 def _conditions_of(rule: GateRule) -> Iterable[Any]:
@@ -383,7 +381,7 @@ def evaluate(submission: Any, *, item_id: Any, integration_slug: str) -> GateDec
         cached = _Cached(revision, rules, now)
         with _lock:
             _cache = cached
-    return decide(cached.rules, submission, item_id=item_id, integration_slug=integration_slug)
+    return apply_rules(cached.rules, submission, item_id=item_id, integration_slug=integration_slug)
 
 
 @dataclass(frozen=True)

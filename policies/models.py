@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-import re2
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from policies.patterns import MAX_PATTERN_LENGTH, InvalidPattern, compile_re2
 from reviews.models import RiskLevel, audited_history
 
 # Fields a condition may name. `metadata.` takes any key below it.
@@ -30,7 +30,6 @@ FIELD_PATHS = (
     "metadata.",
 )
 FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
-MAX_PATTERN_LENGTH = 500
 
 
 class Outcome(models.TextChoices):
@@ -105,18 +104,12 @@ def validate_condition_value(op: str, value) -> None:
             raise ValidationError("The operator matches needs a regular expression.")
         if len(value) > MAX_PATTERN_LENGTH:
             raise ValidationError(f"Patterns are limited to {MAX_PATTERN_LENGTH} characters.")
-        # The engine runs patterns on RE2 (linear time), which has no backreferences or lookarounds.
-        options = re2.Options()
-        options.log_errors = False
         try:
-            re2.compile(value, options=options)
-        except (re2.error, UnicodeError) as exc:
-            reason = exc.args[0] if exc.args else exc
-            if isinstance(reason, bytes):
-                reason = reason.decode(errors="replace")
+            compile_re2(value)
+        except InvalidPattern as exc:
             raise ValidationError(
                 f"Not a regular expression the gate can run (RE2 syntax, without backreferences "
-                f"or lookarounds): {reason}."
+                f"or lookarounds): {exc}."
             ) from exc
 
 

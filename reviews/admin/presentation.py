@@ -240,3 +240,11 @@ def edited_version(decision: Decision) -> list[tuple[str, Shown]]:
     if decision.edited_action is not None:
         version.append(("Edited action parameters", show(action_params(decision.edited_action))))
     return version
+
+
+def duration_in_words(minutes: int) -> str:
+    """``90`` → ``1 hour 30 minutes`` (SLAs on the workspace and the safety policy page)."""
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    return " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n) or "0 minutes"

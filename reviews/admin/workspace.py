@@ -5,16 +5,14 @@ Extra admin views, mounted by `ReviewItemAdmin.get_urls()` through
 hidden button is not a permission), and every change of state goes through
 `reviews.services`, exactly as the API does.
 
-Submitted payloads are untrusted: `reviews.presentation` turns them into plain
+Submitted payloads are untrusted: `reviews.admin.presentation` turns them into plain
 strings and rows and the templates autoescape all of them.
 """
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
@@ -26,136 +24,15 @@ from django.views.decorators.http import require_POST
 
 from reviews import selectors, services
 from reviews.access import may_read_item, sees_everything
+from reviews.admin.forms import DecisionForm
 from reviews.admin.presentation import (
-    action_params,
+    duration_in_words,
     edit_diffs,
     edited_version,
-    output_text,
     present_item,
-    pretty_json,
 )
 from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
-from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
-from reviews.safejson import UnsafeJSON, check_json_shape, loads_checked
-
-# --- Forms ---------------------------------------------------------------------------------
-
-
-_INVALID = object()  # a field that did not parse (None is a valid JSON value)
-
-
-def _normalise_newlines(text: str) -> str:
-    # Browsers send textarea content with CRLF; the stored original has LF.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-class DecisionForm(forms.Form):
-    """Parses a decision from the review page. The service remains the judge of the rules
-    (justification, reason codes per action, checklist, a real edit); this form only turns
-    the posted fields into the service's arguments and reports what it cannot parse."""
-
-    action = forms.ChoiceField(choices=DecisionAction.choices)
-    justification = forms.CharField(required=False, widget=forms.Textarea)
-    reason_codes = forms.MultipleChoiceField(required=False)
-    checklist = forms.TypedMultipleChoiceField(coerce=int, required=False)
-    edited_output = forms.CharField(required=False, strip=False, widget=forms.Textarea)
-    edited_action = forms.CharField(required=False, strip=False, widget=forms.Textarea)
-    escalate_to = forms.ChoiceField(required=False)
-
-    def __init__(
-        self, *args, item: ReviewItem, reason_codes: list[ReasonCode], queues: list[Queue], **kwargs
-    ):
-        super().__init__(*args, **kwargs)
-        self.item = item
-        self.reason_code_objects = reason_codes
-        self.fields["reason_codes"].choices = [(code.code, code.label) for code in reason_codes]
-        self.checklist_entries = [str(entry) for entry in (item.queue.checklist or [])]
-        self.fields["checklist"].choices = list(enumerate(self.checklist_entries))
-        # The queue's escalation queue is preselected; without one the reviewer must pick.
-        escalation = item.queue.escalation_queue
-        blank = [] if escalation else [("", "Choose a queue")]
-        self.fields["escalate_to"].choices = blank + [(q.slug, q.name) for q in queues]
-        self.can_edit_output = item.output is not None
-        self.can_edit_action = item.kind == ItemKind.ACTION and isinstance(item.action, dict)
-        original_text, self.output_is_text = output_text(item.output)
-        self.initial.update(
-            edited_output=original_text if self.can_edit_output else "",
-            edited_action=pretty_json(action_params(item.action)) if self.can_edit_action else "",
-            escalate_to=escalation.slug if escalation else "",
-        )
-
-    def clean(self):
-        data = super().clean()
-        data["edited_output_value"], data["edited_action_value"] = None, None
-        if data.get("action") == DecisionAction.EDIT:
-            self._parse_edit(data)
-        return data
-
-    def _parse_edit(self, data: dict) -> None:
-        output, action = None, None
-        if self.can_edit_output and "edited_output" in data:
-            output = self._edited_output(data["edited_output"])
-        if self.can_edit_action and "edited_action" in data:
-            params = self._parse_json("edited_action", data["edited_action"])
-            if params is not _INVALID:
-                action = {**self.item.action, "params": params}
-        changed_output = output is not None and output != self.item.output
-        changed_action = action is not None and action != self.item.action
-        if changed_output or changed_action:
-            # Only the part that changed is an edit; the other stays as proposed.
-            output, action = (output if changed_output else None), (action if changed_action else None)
-        # Unchanged: both go to the service, which explains that this is not an edit.
-        data["edited_output_value"], data["edited_action_value"] = output, action
-
-    def _edited_output(self, text: str) -> Any:
-        original, is_text = output_text(self.item.output)
-        if not is_text:
-            parsed = self._parse_json("edited_output", text)
-            return None if parsed is _INVALID else parsed
-        if _normalise_newlines(text) == _normalise_newlines(original):
-            return self.item.output
-        edited = _normalise_newlines(text)
-        try:
-            check_json_shape(edited)
-        except UnsafeJSON as exc:
-            self.add_error("edited_output", str(exc))
-            return None
-        return {**self.item.output, "text": edited}
-
-    def _parse_json(self, name: str, text: str) -> Any:
-        try:
-            return loads_checked(text)
-        except UnsafeJSON as exc:
-            self.add_error(name, f"Not valid JSON: {exc}")
-            return _INVALID
-
-    def checklist_rows(self) -> list[tuple[int, str, bool]]:
-        ticked = {str(value) for value in (self["checklist"].value() or [])}
-        return [(index, text, str(index) in ticked) for index, text in enumerate(self.checklist_entries)]
-
-    def checklist_answers(self) -> list[bool]:
-        ticked = set(self.cleaned_data.get("checklist") or [])
-        return [index in ticked for index in range(len(self.checklist_entries))]
-
-    def reason_code_rows(self) -> list[dict]:
-        """Each active code with the actions it applies to (the page may hide the others)."""
-        chosen = set(self["reason_codes"].value() or [])
-        return [
-            {
-                "code": rc.code,
-                "label": rc.label,
-                "applies_to": list(rc.applies_to or []),
-                "checked": rc.code in chosen,
-            }
-            for rc in self.reason_code_objects
-        ]
-
-    def add_domain_error(self, exc: DomainError) -> None:
-        """Put a service's field errors on the matching fields, and its summary on top."""
-        for name, errors in (exc.errors or {}).items():
-            self.add_error(name if name in self.fields else None, errors)
-        self.add_error(None, exc.detail)
-
+from reviews.models import Decision, DecisionAction, ItemStatus, Queue, ReasonCode, ReviewItem
 
 # --- Views ---------------------------------------------------------------------------------
 
@@ -169,13 +46,6 @@ ACTION_DONE = {
 
 def label(item: ReviewItem) -> str:
     return item.external_id or str(item.pk)
-
-
-def minutes_in_words(minutes: int) -> str:
-    hours, rest = divmod(minutes, 60)
-    if hours and rest:
-        return f"{hours} h {rest} min"
-    return f"{hours} h" if hours else f"{rest} min"
 
 
 class Workspace:
@@ -244,7 +114,7 @@ class Workspace:
             .order_by("claim_expires_at")[:10]
         )
         for queue in queues:
-            queue.sla_words = minutes_in_words(queue.sla_minutes)
+            queue.sla_words = duration_in_words(queue.sla_minutes)
         context = {
             "title": "Review workspace",
             "queues": queues,
@@ -272,11 +142,11 @@ class Workspace:
         """GET shows the item; POST records a decision through `services.decide`."""
         if request.method == "POST":
             item = self.load_for_action(request, item_id)
-            return self.decide(request, item)
+            return self.record_decision(request, item)
         item, may_review = self.load(request, item_id)
         return self.review_page(request, item, may_review)
 
-    def decide(self, request, item: ReviewItem):
+    def record_decision(self, request, item: ReviewItem):
         queue = item.queue  # where the reviewer continues, even when the item is escalated away
         # Closed or someone else's: say so whatever else is wrong with the form (the page
         # would not show the form again). The service checks both again under the lock.
