@@ -32,6 +32,9 @@ from reviews.models import APPROVED_STATUSES, DeliveryAttempt, ExecutionStatus, 
 
 logger = logging.getLogger(__name__)
 
+# What recording an attempt's outcome may change on its message.
+OUTCOME_FIELDS = ["status", "lease_until", "delivered_at", "last_error", "next_attempt_at", "dispatched_at"]
+
 
 def backoff_seconds(attempt: int) -> float:
     """Exponential in the number of attempts so far, with jitter so retries spread out."""
@@ -103,7 +106,7 @@ def deliver(message_id: int) -> str:
             message.last_error = result.error
             transaction.on_commit(lambda: dispatch([message_id], countdown=delay))
             outcome = "retrying"
-        message.save()
+        message.save(update_fields=OUTCOME_FIELDS)
     return outcome
 
 
@@ -156,7 +159,7 @@ def retry(*, message: OutboxMessage) -> OutboxMessage:
         message.max_attempts = message.attempts + settings.HITL_DELIVERY_MAX_ATTEMPTS
         message.next_attempt_at = now
         message.dispatched_at = now
-        message.save()
+        message.save(update_fields=["status", "max_attempts", "next_attempt_at", "dispatched_at"])
         if message.kind == OutboxMessage.Kind.EXECUTE:
             execution.requeue_execution(item=message.item)
         message_id = message.pk
