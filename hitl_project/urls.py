@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from hitl_project.security import CSP, csp_override, inline_style_hashes
-from hitl_project.views import healthz
+from hitl_project.views import favicon, healthz, landing
 
 # The split view serves Swagger UI's init script from its own URL (?script), so the
 # page has no inline script; its one inline <style> is allowed by hash, and its icons
@@ -19,6 +19,8 @@ api_docs = csp_override(
 )(SpectacularSwaggerSplitView.as_view(url_name="schema"))
 
 urlpatterns = [
+    path("", landing, name="landing"),  # also the admin's "View site" (admin.site.site_url)
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("hitl_project.api", "api"), namespace="api")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),

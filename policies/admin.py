@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 
+from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
@@ -67,8 +70,115 @@ class RuleSummary:
         return duration_in_words(self.rule.queue.sla_minutes) if self.rule.queue_id else None
 
 
+class _AsTyped(str):
+    """Text exactly as the person typed it, shown again when the form comes back with errors."""
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: plain text, like any other word
+
+
+def read_condition_value(text: str):
+    """What a person typed as a condition's value: JSON when it reads as JSON (a number,
+    true, false, null, a "quoted string", a list or an object), otherwise the text itself.
+
+    So ``abc`` and ``"abc"`` are both the string abc, ``0.7`` is a number, ``"0.7"`` a
+    string. An empty field is no value (null).
+    """
+    if text == "":
+        return None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:  # not JSON (JSONDecodeError is a ValueError): a string
+        return text
+
+
+def value_as_typed(value) -> str:
+    """The inverse, for showing a stored value: a string without quotes when typing it
+    back would read as that same string, JSON otherwise (``"123"`` stays quoted)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value == value.strip() and read_condition_value(value) == value:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _unstorable(value) -> str | None:
+    """Why JSON storage would refuse a value read from JSON text, if it would."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "not_finite"  # 1e999 reads as infinity, which JSON cannot hold
+    if isinstance(value, str) and "\x00" in value:
+        return "nul"  # PostgreSQL's jsonb refuses \u0000
+    if isinstance(value, dict):
+        children = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        children = value
+    else:
+        children = []
+    for child in children:
+        problem = _unstorable(child)
+        if problem:
+            return problem
+    return None
+
+
+class ConditionValueField(forms.CharField):
+    """A condition's value as a person types it (see `read_condition_value`).
+
+    Only the reading is done here; whether the value suits the operator is
+    GateCondition.clean's to judge, so its messages show on this field.
+    """
+
+    default_error_messages = {
+        "not_finite": "That number is too large to store.",
+        "nul": "A value cannot contain the NUL character (\\u0000).",
+    }
+
+    def to_python(self, value):
+        value = read_condition_value(super().to_python(value))
+        problem = _unstorable(value)
+        if problem:
+            raise ValidationError(self.error_messages[problem], code=problem)
+        return value
+
+    def bound_data(self, data, initial):
+        return None if data is None else _AsTyped(data)
+
+    def prepare_value(self, value):
+        return value if isinstance(value, _AsTyped) else value_as_typed(value)
+
+    def has_changed(self, initial, data) -> bool:
+        # As JSON, so that true is not 1 and 1 is not 1.0, while "EU" and EU are the same.
+        try:
+            typed = self.to_python(data)
+        except ValidationError:
+            return True
+        return json.dumps(initial, sort_keys=True) != json.dumps(typed, sort_keys=True)
+
+
+CONDITION_VALUE_HELP = (
+    'Type it as you would write it: a number (0.7), true, false or null, a JSON list (["EU", "UK"]) '
+    'or object; plain text is taken as a string, so EU means "EU". Quote text that would read as '
+    'something else ("123", "true"). Leave it empty for "is present" and "is missing".'
+)
+
+
+class GateConditionForm(forms.ModelForm):
+    value = ConditionValueField(
+        required=False,
+        strip=True,
+        help_text=CONDITION_VALUE_HELP,
+        widget=forms.TextInput(attrs={"class": "vTextField", "placeholder": '0.7 · EU · ["EU", "UK"]'}),
+    )
+
+    class Meta:
+        model = GateCondition
+        fields = ["field", "op", "value", "position"]
+
+
 class GateConditionInline(admin.TabularInline):
     model = GateCondition
+    form = GateConditionForm
     fields = ["field", "op", "value", "position"]
     extra = 1
 
