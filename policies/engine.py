@@ -6,13 +6,19 @@ operator table (no `eval`), regular expressions run on RE2 (linear time, no
 catastrophic backtracking), and a missing field or a type mismatch makes a
 condition false instead of raising. Compiled rules are cached per process and
 reloaded when a cheap one-query revision of the rule tables changes.
+
+Each matched rule is returned as a fresh snapshot that also says which of its
+conditions fired and on what value (`fired`), with submitted values shortened so
+that a large submission never copies itself into the snapshot.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
+import math
 import threading
 import time
 import uuid
@@ -31,6 +37,13 @@ logger = logging.getLogger(__name__)
 
 MAX_INPUT_LENGTH = 100_000  # characters of a field that `matches` searches
 MISSING = object()  # a field absent from the submission (unlike a present null)
+
+# How much of a value a rule snapshot keeps in `fired` (see `shortened`).
+MAX_SHOWN_TEXT = 200  # characters of one string (or object key)
+MAX_SHOWN_CHARS = 2_000  # characters of all the strings of one value together
+MAX_SHOWN_ENTRIES = 10  # entries of a list, keys of an object
+MAX_SHOWN_DEPTH = 2  # levels of lists and objects kept; deeper ones become a count
+ELLIPSIS = "\u2026"
 
 OUTCOME_RANK = {Outcome.AUTO_APPROVE: 0, Outcome.SPOT_CHECK: 1, Outcome.REVIEW: 2, Outcome.BLOCK: 3}
 STATUS_BY_OUTCOME = {
@@ -174,9 +187,71 @@ def _compiled_or_none(pattern: str) -> Any:
         return None
 
 
-# --- Compiling rules -------------------------------------------------------------------
+# --- Shortening values for snapshots ----------------------------------------------------
 
-Check = Callable[[dict, str], bool]
+
+def shortened(value: Any) -> Any:
+    """A short, JSON-safe copy of a submitted value, for a snapshot that every item keeps.
+
+    Strings are cut to MAX_SHOWN_TEXT characters and end in "…" when cut (they stay
+    strings); a list keeps its first MAX_SHOWN_ENTRIES entries and then "… N more";
+    an object its first keys and then {"…": "N more keys"}; lists and objects nested
+    deeper than MAX_SHOWN_DEPTH become "[… N items]" / "{… N keys}"; the strings of one
+    value share MAX_SHOWN_CHARS. Characters storage refuses (NUL, lone surrogates) and
+    non-finite numbers become text. The result is always a new object.
+    """
+    return _Shortener().value(value, 0)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+class _Shortener:
+    def __init__(self) -> None:
+        self.room = MAX_SHOWN_CHARS
+
+    def value(self, value: Any, depth: int) -> Any:
+        kind = _kind(value)
+        if kind in ("bool", "null"):
+            return value
+        if kind == "number":
+            return value if not isinstance(value, float) or math.isfinite(value) else str(value)
+        if kind == "string":
+            return self.text(value)
+        if kind == "list":
+            if depth >= MAX_SHOWN_DEPTH:
+                return f"[{ELLIPSIS} {_count(len(value), 'item')}]"
+            kept = [self.value(entry, depth + 1) for entry in value[:MAX_SHOWN_ENTRIES]]
+            if len(value) > MAX_SHOWN_ENTRIES:
+                kept.append(f"{ELLIPSIS} {len(value) - MAX_SHOWN_ENTRIES} more")
+            return kept
+        if kind == "object":
+            if depth >= MAX_SHOWN_DEPTH:
+                return f"{{{ELLIPSIS} {_count(len(value), 'key')}}}"
+            keys = list(itertools.islice(value, MAX_SHOWN_ENTRIES))
+            kept = {self.text(str(key)): self.value(value[key], depth + 1) for key in keys}
+            if len(value) > MAX_SHOWN_ENTRIES:
+                kept[ELLIPSIS] = _count(len(value) - MAX_SHOWN_ENTRIES, "more key")
+            return kept
+        return self.text(type(value).__name__)  # not JSON at all: name the type, never repr() it
+
+    def text(self, text: str) -> str:
+        keep = max(0, min(MAX_SHOWN_TEXT, self.room))
+        cut = text[:keep]
+        self.room -= len(cut)
+        if len(text) > keep:
+            cut += ELLIPSIS
+        if "\x00" in cut:
+            cut = cut.replace("\x00", "\ufffd")
+        try:
+            cut.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: paired ones are rejoined, the rest replaced
+            cut = cut.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return cut
+
+
+# --- Compiling rules -------------------------------------------------------------------
 
 
 def resolve(submission: dict, path: tuple[str, ...], integration_slug: str) -> Any:
@@ -196,27 +271,56 @@ def resolve(submission: dict, path: tuple[str, ...], integration_slug: str) -> A
     return current
 
 
-def compile_condition(field_path: Any, op: Any, value: Any) -> Check:
-    """A closure testing one condition; an unknown operator never matches."""
+@dataclass(frozen=True)
+class CompiledCondition:
+    """One condition, ready to test; `field`, `op` and `value` are as the rule has them."""
+
+    field: Any
+    op: Any
+    value: Any
+    path: tuple[str, ...]
+    test: Callable[[Any, Any], bool] | None  # None: an unknown operator, which never matches
+    expected: Any  # `value`, or for `matches` the compiled pattern
+
+    def holds(self, submission: dict, integration_slug: str) -> bool:
+        return self.holds_for(resolve(submission, self.path, integration_slug))
+
+    def holds_for(self, actual: Any) -> bool:
+        if self.test is None:
+            return False
+        if actual is MISSING and self.op not in (Operator.EXISTS, Operator.NOT_EXISTS):
+            return False
+        try:
+            return self.test(actual, self.expected)
+        except Exception:  # user data must never break the gate (e.g. recursion limits)
+            logger.exception("Gate condition %s %s failed on a submission", self.field, self.op)
+            return False
+
+    def fired(self, actual: Any) -> dict:
+        """What a snapshot keeps of this condition having held on `actual`."""
+        present = actual is not MISSING
+        return {
+            "field": str(self.field),
+            "op": str(self.op),
+            "value": shortened(self.value),
+            "actual": shortened(actual) if present else None,
+            "present": present,
+        }
+
+
+def compile_condition(field_path: Any, op: Any, value: Any) -> CompiledCondition:
+    """A condition ready to test; an unknown operator never matches."""
     test = OPERATORS.get(op)
     if test is None:
         logger.warning("Gate condition with unknown operator %r never matches", op)
-        return lambda submission, integration_slug: False
-    path = tuple(str(field_path).split("."))
-    expected = compile_pattern(value) if op == Operator.MATCHES else value
-    missing_is_false = op not in (Operator.EXISTS, Operator.NOT_EXISTS)
-
-    def check(submission: dict, integration_slug: str) -> bool:
-        actual = resolve(submission, path, integration_slug)
-        if actual is MISSING and missing_is_false:
-            return False
-        try:
-            return test(actual, expected)
-        except Exception:  # user data must never break the gate (e.g. recursion limits)
-            logger.exception("Gate condition %s %s failed on a submission", field_path, op)
-            return False
-
-    return check
+    return CompiledCondition(
+        field=field_path,
+        op=op,
+        value=value,
+        path=tuple(str(field_path).split(".")),
+        test=test,
+        expected=compile_pattern(value) if op == Operator.MATCHES and test is not None else value,
+    )
 
 
 @dataclass(frozen=True)
@@ -232,13 +336,13 @@ class CompiledRule:
     queue_id: int | None
     queue_slug: str | None
     queue: Any
-    snapshot: dict
-    checks: tuple[Check, ...]
+    snapshot: dict  # shared by every evaluation: copied, never handed out (see `snapshot_for`)
+    conditions: tuple[CompiledCondition, ...]
 
     def matches(self, submission: dict, integration_slug: str) -> bool:
-        if not self.checks:
+        if not self.conditions:
             return True
-        results = (check(submission, integration_slug) for check in self.checks)
+        results = (condition.holds(submission, integration_slug) for condition in self.conditions)
         return any(results) if self.match_any else all(results)
 
     def samples_in(self, item_id: str) -> bool:
@@ -248,16 +352,30 @@ class CompiledRule:
         digest = hashlib.sha256(f"{item_id}:{self.rule_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.sample_rate
 
+    def snapshot_for(self, submission: dict, integration_slug: str) -> dict:
+        """A new snapshot of this rule having matched `submission`, with the conditions that fired.
+
+        Called for matched rules only, so the gate pays for it only where it gated.
+        Under `match: all` every condition held; under `any` each is tested again
+        (the match stopped at the first that held) and only those that hold are kept.
+        """
+        fired = []
+        for condition in self.conditions:
+            actual = resolve(submission, condition.path, integration_slug)
+            if not self.match_any or condition.holds_for(actual):
+                fired.append(condition.fired(actual))
+        return {**self.snapshot, "fired": fired}
+
 
 def compile_rule(rule: GateRule, conditions: Iterable[Any]) -> CompiledRule:
     """Conditions are GateCondition objects or dicts with field, op and value."""
-    checks = []
+    compiled = []
     for condition in conditions:
         if isinstance(condition, dict):
             parts = (condition.get("field"), condition.get("op"), condition.get("value"))
         else:
             parts = (condition.field, condition.op, condition.value)
-        checks.append(compile_condition(*parts))
+        compiled.append(compile_condition(*parts))
     return CompiledRule(
         priority=rule.priority,
         name=rule.name,
@@ -271,7 +389,7 @@ def compile_rule(rule: GateRule, conditions: Iterable[Any]) -> CompiledRule:
         queue_slug=rule.queue.slug if rule.queue_id else None,
         queue=rule.queue if rule.queue_id else None,
         snapshot=rule.snapshot(),
-        checks=tuple(checks),
+        conditions=tuple(compiled),
     )
 
 
@@ -292,7 +410,7 @@ def apply_rules(
     ordered = sorted(rules, key=lambda r: (r.priority, r.name))
     applied = [r for r in ordered if r.matches(body, integration_slug) and r.samples_in(key)]
     enforced = [r for r in applied if r.enforced]
-    shadow = [dict(r.snapshot) for r in applied if not r.enforced]
+    shadow = [r.snapshot_for(body, integration_slug) for r in applied if not r.enforced]
     if not enforced:
         return GateDecision(Outcome.AUTO_APPROVE.value, ItemStatus.AUTO_APPROVED.value, shadow_matches=shadow)
 
@@ -310,7 +428,7 @@ def apply_rules(
         queue=winner.queue if review else None,
         spot_check_queue=winner.queue if spot_check else None,
         risk_level=max((r.risk_level for r in enforced), key=lambda level: RISK_RANK.get(level, 0)),
-        matched_rules=[dict(r.snapshot) for r in enforced],
+        matched_rules=[r.snapshot_for(body, integration_slug) for r in enforced],
         shadow_matches=shadow,
     )
 

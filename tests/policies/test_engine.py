@@ -1,14 +1,18 @@
-"""The gate engine: operators, precedence, shadow rules, sampling, robustness and the rule cache."""
+"""The gate engine: operators, precedence, shadow rules, what fired, sampling, robustness and the cache."""
 
 from __future__ import annotations
 
+import copy
+import json
 import uuid
 
 import pytest
 from django.core.exceptions import ValidationError
 
+from policies import engine
 from policies.engine import GateDecision, evaluate, evaluate_rules
 from policies.models import GateCondition, GateRule, validate_condition_value
+from reviews.safejson import check_json_shape
 from tests.factories import (
     GateConditionFactory,
     GateRuleFactory,
@@ -30,6 +34,20 @@ def rule_with(field: str, op: str, value=None, **rule_fields) -> GateRule:
     rule = GateRuleFactory(outcome=rule_fields.pop("outcome", "block"), **rule_fields)
     GateConditionFactory(rule=rule, field=field, op=op, value=value)
     return rule
+
+
+def rule_with_all(conditions: list[tuple], **rule_fields) -> GateRule:
+    """A rule with several (field, op, value) conditions, in that order."""
+    rule = GateRuleFactory(outcome=rule_fields.pop("outcome", "review"), **rule_fields)
+    for field, op, value in conditions:
+        GateConditionFactory(rule=rule, field=field, op=op, value=value)
+    return rule
+
+
+def storable(value) -> None:
+    """What storage demands of a snapshot: strict JSON (no NaN) within the stored-JSON limits."""
+    json.dumps(value, allow_nan=False)
+    check_json_shape(value)
 
 
 def condition_holds(body, field: str, op: str, value=None, integration_slug: str = "assistant") -> bool:
@@ -276,13 +294,167 @@ def test_snapshots_carry_id_name_version_outcome_and_queue():
         "queue": rule.queue.slug,
         "risk_level": "high",
         "description": "why",
+        "fired": [{"field": "kind", "op": "eq", "value": "output", "actual": "output", "present": True}],
     }
 
 
 def test_changing_a_returned_snapshot_does_not_change_the_cached_rule():
-    GateRuleFactory(name="kept")
-    gate(submission()).matched_rules[0]["name"] = "tampered"
-    assert gate(submission()).matched_rules[0]["name"] == "kept"
+    rule_with_all([("signals.filter_flags", "contains_any", ["pii", "spam"])], name="kept")
+    body = submission(signals={"filter_flags": ["pii", "toxicity"]})
+    (snapshot,) = gate(body).matched_rules
+    expected = copy.deepcopy(snapshot)
+    snapshot["name"] = "tampered"
+    snapshot["fired"][0]["value"].append("added")
+    snapshot["fired"][0]["actual"].clear()
+    snapshot["fired"].append({"field": "added"})
+
+    assert gate(body).matched_rules == [expected]
+    # The cached rule keeps its own snapshot, which no evaluation writes what fired into.
+    (cached,) = engine._cache.rules
+    assert "fired" not in cached.snapshot
+    assert cached.conditions[0].value == ["pii", "spam"]
+
+
+# --- What fired ---------------------------------------------------------------------------
+
+
+def test_under_all_every_condition_is_recorded_with_the_value_it_fired_on():
+    rule_with_all(
+        [
+            ("action.params.amount", "gt", 100),
+            ("signals.category", "in", ["finance", "legal"]),
+            ("output.text", "matches", r"refund \d+"),
+            ("integration", "eq", "assistant"),
+        ]
+    )
+    (snapshot,) = gate(REFUND).matched_rules
+    assert snapshot["fired"] == [
+        {"field": "action.params.amount", "op": "gt", "value": 100, "actual": 420.0, "present": True},
+        {
+            "field": "signals.category",
+            "op": "in",
+            "value": ["finance", "legal"],
+            "actual": "finance",
+            "present": True,
+        },
+        {
+            "field": "output.text",
+            "op": "matches",
+            "value": r"refund \d+",  # the pattern as written, not the compiled RE2 object
+            "actual": "I will refund 420.00 EUR.",
+            "present": True,
+        },
+        {"field": "integration", "op": "eq", "value": "assistant", "actual": "assistant", "present": True},
+    ]
+
+
+def test_under_any_only_the_conditions_that_held_are_recorded():
+    # The item from the issue: confidence 0.7 looked fine, rubric_score 1 is what gated it.
+    rule_with_all(
+        [
+            ("signals.rubric_score", "lte", 2),
+            ("signals.confidence", "lt", 0.5),
+            ("signals.category", "eq", "finance"),  # after the first that held: still recorded
+        ],
+        match="any",
+    )
+    body = submission(signals={"confidence": 0.7, "rubric_score": 1, "category": "finance"})
+    (snapshot,) = gate(body).matched_rules
+    assert snapshot["fired"] == [
+        {"field": "signals.rubric_score", "op": "lte", "value": 2, "actual": 1, "present": True},
+        {"field": "signals.category", "op": "eq", "value": "finance", "actual": "finance", "present": True},
+    ]
+
+
+def test_a_rule_without_conditions_records_that_nothing_fired():
+    GateRuleFactory(outcome="review")
+    assert gate(submission()).matched_rules[0]["fired"] == []
+
+
+def test_a_missing_field_fires_not_exists_with_present_false_and_a_null_one_with_present_true():
+    rule_with_all([("metadata.reviewed_by", "not_exists", None), ("metadata.note", "not_exists", None)])
+    (snapshot,) = gate(submission(metadata={"note": None})).matched_rules
+    assert snapshot["fired"] == [
+        {
+            "field": "metadata.reviewed_by",
+            "op": "not_exists",
+            "value": None,
+            "actual": None,
+            "present": False,
+        },
+        {"field": "metadata.note", "op": "not_exists", "value": None, "actual": None, "present": True},
+    ]
+
+
+def test_shadow_matches_record_what_fired_too():
+    rule_with_all([("signals.confidence", "gte", 0.9)], outcome="block", mode="shadow", queue=None)
+    decision = gate(submission())
+    assert decision.matched_rules == []
+    assert decision.shadow_matches[0]["fired"] == [
+        {"field": "signals.confidence", "op": "gte", "value": 0.9, "actual": 0.95, "present": True}
+    ]
+
+
+def test_draft_rules_record_what_fired_too():
+    draft = GateRule(name="draft", outcome="block")
+    draft.conditions_list = [{"field": "kind", "op": "eq", "value": "output"}]
+    decision = evaluate_rules(submission(), item_id=ITEM, integration_slug="a", rules=[draft])
+    assert decision.matched_rules[0]["fired"][0]["actual"] == "output"
+
+
+def test_long_submitted_values_are_shortened_in_the_snapshot():
+    rule_with_all(
+        [
+            ("output.text", "exists", None),
+            ("signals.filter_flags", "contains", "pii"),
+            ("metadata", "exists", None),
+            ("context", "exists", None),
+            ("signals.category", "in", [f"category-{n}" for n in range(50)]),
+        ]
+    )
+    body = submission(
+        output={"text": "x" * (1 << 20)},  # 1 MiB
+        signals={"filter_flags": ["pii", *(f"flag-{n}" for n in range(999))], "category": "category-0"},
+        metadata={f"key-{n}": "v" * 5_000 for n in range(500)},
+        context={"a": {"b": {"c": ["deep"]}}, "list": [[1, 2], [3]]},
+    )
+    (snapshot,) = gate(body).matched_rules
+    text, flags, metadata, context, category = (entry["actual"] for entry in snapshot["fired"])
+
+    assert text == "x" * engine.MAX_SHOWN_TEXT + "…"  # still a string, and the cut is marked
+    assert flags == ["pii", *(f"flag-{n}" for n in range(9)), "… 990 more"]
+    assert list(metadata) == [*(f"key-{n}" for n in range(10)), "…"]
+    assert metadata["key-0"] == "v" * engine.MAX_SHOWN_TEXT + "…"
+    assert metadata["…"] == "490 more keys"
+    assert context == {"a": {"b": "{… 1 key}"}, "list": ["[… 2 items]", "[… 1 item]"]}
+    assert category == "category-0"
+    assert snapshot["fired"][4]["value"][-1] == "… 40 more"  # the rule's own long list is cut too
+    # A 1 MiB submission costs a few kilobytes of snapshot, whatever its shape.
+    assert len(json.dumps(snapshot)) < 10_000
+    storable(snapshot)
+
+
+def test_values_storage_refuses_are_made_storable_in_the_snapshot():
+    rule_with_all(
+        [
+            ("output.text", "exists", None),
+            ("metadata.surrogate", "exists", None),
+            ("metadata.ratio", "exists", None),
+            ("metadata.keys", "exists", None),
+        ]
+    )
+    body = submission(
+        output={"text": "a\x00b"},
+        metadata={"surrogate": "\ud800 and \ud83d\ude00", "ratio": float("nan"), "keys": {1: "one"}},
+    )
+    (snapshot,) = gate(body).matched_rules
+    assert [entry["actual"] for entry in snapshot["fired"]] == [
+        "a\ufffdb",
+        "\ufffd and \U0001f600",  # a lone surrogate replaced, a pair joined
+        "nan",
+        {"1": "one"},
+    ]
+    storable(snapshot)
 
 
 # --- Sampling ---------------------------------------------------------------------------
@@ -379,6 +551,7 @@ def test_garbage_submissions_never_raise(body):
         GateConditionFactory(rule=rule, field=field, op=op, value=value)
     decision = gate(body)
     assert decision.outcome in {"review", "auto_approve"}
+    storable([decision.matched_rules, decision.shadow_matches])
 
 
 def test_a_one_megabyte_string_is_matched_only_within_the_bound():

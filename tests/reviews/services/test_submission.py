@@ -38,6 +38,7 @@ def test_held_submission_waits_in_its_queue_with_a_deadline(integration, review_
             "queue": "general",
             "risk_level": "medium",
             "description": "",
+            "fired": [],  # a rule without conditions matches on nothing in particular
         }
     ]
 
