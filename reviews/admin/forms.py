@@ -3,6 +3,7 @@ service's arguments; the service stays the judge of the rules."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -17,6 +18,9 @@ from reviews.models import DecisionAction, ItemKind, Queue, ReasonCode, ReviewIt
 from reviews.safejson import UnsafeJSON, check_json_shape, loads_checked
 
 _INVALID = object()  # a field that did not parse (None is a valid JSON value)
+
+# Longer originals are loaded into the edit field when it is opened, not sent with the page.
+EDIT_INLINE_CHARS = 50_000
 
 
 def _normalise_newlines(text: str) -> str:
@@ -53,11 +57,20 @@ class DecisionForm(forms.Form):
         self.can_edit_output = item.output is not None
         self.can_edit_action = item.kind == ItemKind.ACTION and isinstance(item.action, dict)
         original_text, self.output_is_text = output_text(item.output)
+        original_params = pretty_json(action_params(item.action)) if self.can_edit_action else ""
+        # A long original is not put into the page: the edit field loads it when opened.
+        self.output_inline = len(original_text) <= EDIT_INLINE_CHARS
+        self.action_inline = len(original_params) <= EDIT_INLINE_CHARS
         self.initial.update(
-            edited_output=original_text if self.can_edit_output else "",
-            edited_action=pretty_json(action_params(item.action)) if self.can_edit_action else "",
+            edited_output=original_text if self.can_edit_output and self.output_inline else "",
+            edited_action=original_params if self.action_inline else "",
             escalate_to=escalation.slug if escalation else "",
         )
+
+    @property
+    def output_path(self) -> str:
+        """Where the raw view finds the output as the edit field holds it (JSON keys)."""
+        return json.dumps(["output", "text"] if self.output_is_text else ["output"])
 
     def clean(self):
         data = super().clean()
@@ -67,10 +80,11 @@ class DecisionForm(forms.Form):
         return data
 
     def _parse_edit(self, data: dict) -> None:
+        # A field the page did not send (an edit field never loaded, so disabled) is no edit.
         output, action = None, None
-        if self.can_edit_output and "edited_output" in data:
+        if self.can_edit_output and "edited_output" in self.data and "edited_output" in data:
             output = self._edited_output(data["edited_output"])
-        if self.can_edit_action and "edited_action" in data:
+        if self.can_edit_action and "edited_action" in self.data and "edited_action" in data:
             params = self._parse_json("edited_action", data["edited_action"])
             if params is not _INVALID:
                 action = {**self.item.action, "params": params}
@@ -126,7 +140,29 @@ class DecisionForm(forms.Form):
         ]
 
     def add_domain_error(self, exc: DomainError) -> None:
-        """Put a service's field errors on the matching fields, and its summary on top."""
+        """Put a service's errors where they belong: next to their field, or on top when
+        no field says it; each once."""
+        placed = False
         for name, errors in (exc.errors or {}).items():
-            self.add_error(name if name in self.fields else None, errors)
-        self.add_error(None, exc.detail)
+            if name in self.fields:
+                self.add_error(name, errors)
+                placed = True
+        if not placed:
+            self.add_error(None, exc.detail)
+
+    # The order of the fields on the page, for putting the focus on the first one in error.
+    FIELD_ORDER = (
+        "checklist",
+        "justification",
+        "reason_codes",
+        "edited_output",
+        "edited_action",
+        "escalate_to",
+    )
+
+    @property
+    def first_error(self) -> str:
+        """The first field in error, in page order ("" when none, or only a summary)."""
+        if not self.is_bound or not self.errors:
+            return ""
+        return next((name for name in self.FIELD_ORDER if name in self.errors), "")

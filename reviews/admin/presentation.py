@@ -14,36 +14,144 @@ from reviews.models import Decision, ReviewItem
 
 # --- Showing untrusted JSON ---------------------------------------------------------------
 
+# A value is shown up to this many characters; the rest is one click away (the item's raw
+# view), so a 1 MiB submission lays out as fast as a small one.
+PREVIEW_CHARS = 3000
+KEY_CHARS = 200
+MAX_ROWS = 60
+MAX_ENTRIES = 50
+
+# Characters that change how text reads without being seen: controls, zero-width and
+# bidirectional marks, embeddings, overrides and isolates. They are shown as ⟨U+202E⟩,
+# never passed on, so "gnp.exe" after a right-to-left override reads as written.
+HIDDEN_CHARACTERS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+)
+
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def marked(text: str) -> list[tuple[bool, str]]:
+    """`text` in (is_hidden_character, part) pieces: hidden characters as ⟨U+XXXX⟩."""
+    pieces, last = [], 0
+    for match in HIDDEN_CHARACTERS.finditer(text):
+        if match.start() > last:
+            pieces.append((False, text[last : match.start()]))
+        pieces.append((True, f"⟨U+{ord(match.group()):04X}⟩"))
+        last = match.end()
+    if last < len(text):
+        pieces.append((False, text[last:]))
+    return pieces
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def has_hidden_characters(value: Any) -> bool:
+    # ensure_ascii=False keeps the characters themselves in the text searched.
+    return bool(HIDDEN_CHARACTERS.search(value if isinstance(value, str) else compact_json(value)))
+
+
 @dataclass(frozen=True)
 class Shown:
-    """A submitted value ready for a template: prose when it is a string, else pretty JSON."""
+    """A submitted value ready for a template: prose when it is a string, else pretty JSON,
+    cut to PREVIEW_CHARS. `path` (JSON keys from the submission's top) says where the
+    whole value is, when it was cut; `length` is its full length in characters."""
 
     text: str
     is_json: bool = False
+    length: int = 0
+    path: tuple = ()
+
+    @property
+    def truncated(self) -> bool:
+        return self.length > len(self.text)
+
+    @property
+    def parts(self) -> list[tuple[bool, str]]:
+        return marked(self.text)
+
+    @property
+    def path_json(self) -> str:
+        return json.dumps(list(self.path), ensure_ascii=False)
 
 
-def show(value: Any) -> Shown:
+# Above this size (compact), JSON is shown as it came, unindented: indenting a large value
+# costs more than showing its first PREVIEW_CHARS is worth.
+PRETTY_LIMIT = 20_000
+
+
+def show(value: Any, path: tuple = ()) -> Shown:
     if isinstance(value, str):
-        return Shown(value)
-    # Numbers, booleans and null read fine inline; objects and lists need the layout of a block.
-    return Shown(pretty_json(value), is_json=isinstance(value, dict | list))
+        text, is_json = value, False
+    else:
+        # Numbers, booleans and null read fine inline; objects and lists need the layout of a block.
+        text, is_json = compact_json(value), isinstance(value, dict | list)
+        if len(text) <= PRETTY_LIMIT:
+            text = pretty_json(value)
+    if len(text) <= PREVIEW_CHARS:
+        return Shown(text, is_json, len(text))
+    return Shown(text[:PREVIEW_CHARS], is_json, len(text), tuple(path))
 
 
-def rows(value: Any) -> list[tuple[str, Shown]]:
-    """Key/value rows of a JSON object (signals, action parameters); empty for anything else."""
+def key_text(key: Any) -> str:
+    return clip(str(key), KEY_CHARS)
+
+
+def rows(value: Any, path: tuple = ()) -> list[tuple[str, Shown]]:
+    """Key/value rows of a JSON object (signals, action parameters), the first MAX_ROWS of
+    them; empty for anything else."""
     if not isinstance(value, dict):
         return []
-    return [(str(key), show(val)) for key, val in value.items()]
+    return [(key_text(key), show(val, (*path, key))) for key, val in list(value.items())[:MAX_ROWS]]
+
+
+def rows_left_out(value: Any) -> int:
+    return max(0, len(value) - MAX_ROWS) if isinstance(value, dict) else 0
+
+
+OPERATOR_SIGNS = {
+    "eq": "=",
+    "ne": "≠",
+    "lt": "<",
+    "lte": "≤",
+    "gt": ">",
+    "gte": "≥",
+    "in": "in",
+    "not_in": "not in",
+    "contains": "contains",
+    "contains_any": "contains any of",
+    "matches": "matches",
+}
+
+
+def condition_fired(fired: Any) -> str:
+    """``signals.rubric_score = 1 (≤ 2)``: a condition that fired, with the value that fired it."""
+    if not isinstance(fired, dict):
+        return clip(pretty_json(fired), KEY_CHARS)
+    field_name = clip(str(fired.get("field", "?")), KEY_CHARS)
+    op = str(fired.get("op", ""))
+    if op == "exists":
+        return f"{field_name} is present"
+    if op == "not_exists":
+        return f"{field_name} is missing"
+    actual = clip(json.dumps(fired.get("actual"), ensure_ascii=False, default=str), KEY_CHARS)
+    value = clip(json.dumps(fired.get("value"), ensure_ascii=False, default=str), KEY_CHARS)
+    return f"{field_name} = {actual} ({OPERATOR_SIGNS.get(op, op)} {value})"
 
 
 @dataclass(frozen=True)
 class RuleShown:
-    """One rule snapshot from `matched_rules` or `shadow_matches`."""
+    """One rule snapshot from `matched_rules` or `shadow_matches`; `fired` (snapshots taken
+    since the gate records it) lists its conditions that fired, with the values."""
 
     name: str
     outcome: str = ""
@@ -52,6 +160,7 @@ class RuleShown:
     queue: str = ""
     description: str = ""
     raw: Shown | None = None  # a snapshot of an unexpected shape
+    fired: tuple[str, ...] = ()
 
 
 def rule_snapshots(value: Any) -> list[RuleShown]:
@@ -62,8 +171,10 @@ def rule_snapshots(value: Any) -> list[RuleShown]:
             shown.append(RuleShown(name="(unreadable rule snapshot)", raw=show(snap)))
             continue
         text = {
-            key: "" if snap.get(key) is None else str(snap.get(key)) for key in RuleShown.__dataclass_fields__
+            key: "" if snap.get(key) is None else clip(str(snap.get(key)), PREVIEW_CHARS)
+            for key in ("name", "outcome", "risk_level", "version", "queue", "description")
         }
+        fired = snap.get("fired") if isinstance(snap.get("fired"), list) else []
         shown.append(
             RuleShown(
                 name=text["name"] or f"Rule {snap.get('id', '?')}",
@@ -72,6 +183,7 @@ def rule_snapshots(value: Any) -> list[RuleShown]:
                 version=text["version"],
                 queue=text["queue"],
                 description=text["description"],
+                fired=tuple(condition_fired(entry) for entry in fired[:MAX_ROWS]),
             )
         )
     return shown
@@ -79,7 +191,9 @@ def rule_snapshots(value: Any) -> list[RuleShown]:
 
 @dataclass
 class ItemPresentation:
-    """Everything the review page shows about the submission, in safe, regular shapes."""
+    """Everything the review page shows about the submission, in safe, regular shapes.
+    Lists and objects show their first entries; `left_out` counts what is not shown
+    (the item's raw view has everything)."""
 
     prompt: Shown | None = None
     messages: list[tuple[str, Shown]] = field(default_factory=list)
@@ -98,12 +212,14 @@ class ItemPresentation:
     metadata: list[tuple[str, Shown]] = field(default_factory=list)
     matched_rules: list[RuleShown] = field(default_factory=list)
     shadow_matches: list[RuleShown] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)
+    hidden_characters: bool = False
 
 
-def _split(value: Any, known: tuple[str, ...]) -> tuple[dict, Shown | None]:
+def _split(value: Any, known: tuple[str, ...], path: tuple) -> tuple[dict, Shown | None]:
     """The known keys of a JSON object, and the rest as JSON (all of it when not an object)."""
     if not isinstance(value, dict):
-        return {}, (show(value) if value not in (None, "", [], {}) else None)
+        return {}, (show(value, path) if value not in (None, "", [], {}) else None)
     rest = {key: val for key, val in value.items() if key not in known}
     return value, (show(rest) if rest else None)
 
@@ -114,68 +230,111 @@ def present_item(item: ReviewItem) -> ItemPresentation:
     _present_input(shown, item.input)
     _present_output(shown, item.output, item.action)
     _present_context(shown, item.context)
-    shown.signals = rows(item.signals)
+    shown.signals = rows(item.signals, ("signals",))
+    shown.left_out["signals"] = rows_left_out(item.signals)
     if not isinstance(item.signals, dict) and item.signals not in (None, ""):
-        shown.signals_raw = show(item.signals)
-    shown.metadata = rows(item.metadata)
+        shown.signals_raw = show(item.signals, ("signals",))
+    shown.metadata = rows(item.metadata, ("metadata",))
+    shown.left_out["metadata"] = rows_left_out(item.metadata)
     shown.matched_rules = rule_snapshots(item.matched_rules)
     shown.shadow_matches = rule_snapshots(item.shadow_matches)
+    submitted = [item.input, item.output, item.action, item.context, item.signals, item.metadata]
+    shown.hidden_characters = any(has_hidden_characters(value) for value in submitted if value)
     return shown
 
 
 def _present_input(shown: ItemPresentation, value: Any) -> None:
-    given, shown.other_input = _split(value, ("prompt", "messages"))
+    given, shown.other_input = _split(value, ("prompt", "messages"), ("input",))
     if "prompt" in given:
-        shown.prompt = show(given["prompt"])
-    for message in _as_list(given.get("messages")):
+        shown.prompt = show(given["prompt"], ("input", "prompt"))
+    messages = _as_list(given.get("messages"))
+    for index, message in enumerate(messages[:MAX_ENTRIES]):
+        path = ("input", "messages", index)
         if isinstance(message, dict) and "content" in message:
-            shown.messages.append((str(message.get("role", "")), show(message["content"])))
+            role = key_text(message.get("role", ""))
+            shown.messages.append((role, show(message["content"], (*path, "content"))))
         else:
-            shown.messages.append(("", show(message)))
+            shown.messages.append(("", show(message, path)))
+    shown.left_out["messages"] = max(0, len(messages) - MAX_ENTRIES)
 
 
 def _present_output(shown: ItemPresentation, output: Any, action: Any) -> None:
     if isinstance(output, dict) and isinstance(output.get("text"), str):
-        shown.output = Shown(output["text"])
+        shown.output = show(output["text"], ("output", "text"))
         rest = {key: val for key, val in output.items() if key != "text"}
         shown.output_extra = show(rest) if rest else None
     elif output is not None:
-        shown.output = show(output)
+        shown.output = show(output, ("output",))
     if action is None:
         return
     if isinstance(action, dict) and isinstance(action.get("params", {}), dict):
-        shown.action_type = str(action.get("type", ""))
-        shown.action_params = rows(action.get("params", {}))
+        shown.action_type = key_text(action.get("type", ""))
+        shown.action_params = rows(action.get("params", {}), ("action", "params"))
+        shown.left_out["action_params"] = rows_left_out(action.get("params", {}))
         rest = {key: val for key, val in action.items() if key not in ("type", "params")}
         shown.action_raw = show(rest) if rest else None
     else:
-        shown.action_raw = show(action)
+        shown.action_raw = show(action, ("action",))
 
 
 def _present_context(shown: ItemPresentation, value: Any) -> None:
-    context, shown.other_context = _split(value, ("retrieved_documents", "reasoning", "tool_outputs"))
-    for doc in _as_list(context.get("retrieved_documents")):
+    context, shown.other_context = _split(
+        value, ("retrieved_documents", "reasoning", "tool_outputs"), ("context",)
+    )
+    documents = _as_list(context.get("retrieved_documents"))
+    for index, doc in enumerate(documents[:MAX_ENTRIES]):
+        path = ("context", "retrieved_documents", index)
         if isinstance(doc, dict) and ("title" in doc or "text" in doc):
             rest = {key: val for key, val in doc.items() if key not in ("title", "text")}
-            body = {"text": doc.get("text", ""), **rest} if rest else doc.get("text", "")
-            shown.documents.append((str(doc.get("title") or "Untitled document"), show(body)))
+            if rest:
+                body = show({"text": doc.get("text", ""), **rest}, path)
+            else:
+                body = show(doc.get("text", ""), (*path, "text"))
+            shown.documents.append((key_text(doc.get("title") or "Untitled document"), body))
         else:
-            shown.documents.append(("Document", show(doc)))
+            shown.documents.append(("Document", show(doc, path)))
+    shown.left_out["documents"] = max(0, len(documents) - MAX_ENTRIES)
     if context.get("reasoning") not in (None, ""):
-        shown.reasoning = show(context["reasoning"])
-    for call in _as_list(context.get("tool_outputs")):
+        shown.reasoning = show(context["reasoning"], ("context", "reasoning"))
+    calls = _as_list(context.get("tool_outputs"))
+    for index, call in enumerate(calls[:MAX_ENTRIES]):
+        path = ("context", "tool_outputs", index)
         if isinstance(call, dict) and "tool" in call:
             rest = {key: val for key, val in call.items() if key != "tool"}
-            body = call.get("output") if set(rest) <= {"output"} else rest
-            shown.tool_outputs.append((str(call["tool"]), show(body)))
+            if set(rest) <= {"output"}:
+                body = show(call.get("output"), (*path, "output"))
+            else:
+                body = show(rest, path)
+            shown.tool_outputs.append((key_text(call["tool"]), body))
         else:
-            shown.tool_outputs.append(("", show(call)))
+            shown.tool_outputs.append(("", show(call, path)))
+    shown.left_out["tool_outputs"] = max(0, len(calls) - MAX_ENTRIES)
 
 
 def _as_list(value: Any) -> list:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def submitted_part(item: ReviewItem, path: list) -> Any:
+    """The value at `path` (keys and list indexes from the submission's top: input,
+    output, action, context, signals, metadata), or raise LookupError."""
+    value: Any = {
+        "input": item.input,
+        "output": item.output,
+        "action": item.action,
+        "context": item.context,
+        "signals": item.signals,
+        "metadata": item.metadata,
+    }
+    for step in path:
+        in_object = isinstance(value, dict) and isinstance(step, str) and step in value
+        in_list = isinstance(value, list) and type(step) is int and 0 <= step < len(value)
+        if not (in_object or in_list):
+            raise LookupError(step)
+        value = value[step]
+    return value
 
 
 # --- Diffs ---------------------------------------------------------------------------------
@@ -231,6 +390,11 @@ def edit_diffs(item: ReviewItem, decision: Decision) -> list[EditShown]:
     return diffs
 
 
+def edited_action_of(decision: Decision | None) -> Any:
+    """The action an edit put on the table, or None."""
+    return decision.edited_action if decision is not None else None
+
+
 def edited_version(decision: Decision) -> list[tuple[str, Shown]]:
     """The version an edit put on the table (what a four-eyes second reviewer approves)."""
     version = []
@@ -248,3 +412,27 @@ def duration_in_words(minutes: int) -> str:
     hours, minutes = divmod(rest, 60)
     parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
     return " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n) or "0 minutes"
+
+
+@dataclass(frozen=True)
+class SummaryShown:
+    """An action's "If you approve" line (`reviews.delivery.executors.summary_for`), its
+    values with hidden characters marked like every submitted value."""
+
+    type: list[tuple[bool, str]]
+    key_params: list[tuple[str, list[tuple[bool, str]]]]
+    other_keys: list[str]
+    other_keys_left_out: int
+    recorded_only: bool
+
+
+def summary_shown(summary: Any) -> SummaryShown | None:
+    if summary is None:
+        return None
+    return SummaryShown(
+        type=marked(summary.type),
+        key_params=[(key_text(label), marked(value)) for label, value in summary.key_params],
+        other_keys=[key_text(key) for key in summary.other_keys],
+        other_keys_left_out=summary.other_keys_left_out,
+        recorded_only=summary.recorded_only,
+    )

@@ -11,16 +11,17 @@ strings and rows and the templates autoescape all of them.
 
 from __future__ import annotations
 
+import json
 from uuid import UUID
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from reviews import selectors, services
 from reviews.access import may_read_item, sees_everything
@@ -28,9 +29,14 @@ from reviews.admin.forms import DecisionForm
 from reviews.admin.presentation import (
     duration_in_words,
     edit_diffs,
+    edited_action_of,
     edited_version,
     present_item,
+    pretty_json,
+    submitted_part,
+    summary_shown,
 )
+from reviews.delivery.executors import summary_for
 from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemStatus, Queue, ReasonCode, ReviewItem
 
@@ -202,6 +208,27 @@ class Workspace:
         messages.info(request, f"Released {label(item)}; it is back in {item.queue.name}.")
         return HttpResponseRedirect(self.url("reviews_workspace"))
 
+    def raw(self, request, item_id: UUID):
+        """The submission as stored: all of it as a JSON download, or with `?path=["output",
+        "text"]` one value, as plain text (a string) or JSON, for "Show all" on the review
+        page. Served as text, never as HTML, whatever it holds."""
+        item, _ = self.load(request, item_id)
+        if "path" not in request.GET:
+            whole = submitted_part(item, [])
+            response = HttpResponse(pretty_json(whole), content_type="application/json; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="item-{item.pk}.json"'
+            return response
+        try:
+            path = json.loads(request.GET["path"][:2000])
+            if not isinstance(path, list):
+                raise ValueError(path)
+            value = submitted_part(item, path)
+        except (ValueError, LookupError) as exc:
+            raise Http404("No such value in this item.") from exc
+        if isinstance(value, str):
+            return HttpResponse(value, content_type="text/plain; charset=utf-8")
+        return HttpResponse(pretty_json(value), content_type="application/json; charset=utf-8")
+
     # The review page ----------------------------------------------------------------
 
     def decision_form(self, item: ReviewItem, data=None) -> DecisionForm:
@@ -230,10 +257,15 @@ class Workspace:
         acts = may_review and item.is_open
         if acts and not claimed_by_other and form is None:
             form = self.decision_form(item)
+        summarised = edited_action_of(first_approval) or item.action
         context = {
             "title": f"Review {label(item)}",
             "item": item,
             "shown": present_item(item),
+            "raw_url": self.url("reviews_raw", item.pk),
+            "action_summary": summary_shown(summary_for(summarised, item.integration))
+            if item.action is not None
+            else None,
             "decisions": decisions,
             "first_approval": first_approval,
             "being_approved": edited_version(first_approval) if first_approval else [],
@@ -286,4 +318,5 @@ def workspace_urls(model_admin) -> list:
         path("<uuid:item_id>/review/", wrap(views.review), name="reviews_review"),
         path("<uuid:item_id>/claim/", wrap(require_POST(views.claim)), name="reviews_claim"),
         path("<uuid:item_id>/release/", wrap(require_POST(views.release)), name="reviews_release"),
+        path("<uuid:item_id>/raw/", wrap(require_GET(views.raw)), name="reviews_raw"),
     ]

@@ -44,3 +44,12 @@ def browser(monkeypatch):
         )  # fmt: skip
         yield browser
         browser.close()
+
+
+def log_in(page, live_server, username: str, next_url: str = "/admin/reviews/reviewitem/workspace/") -> None:
+    """Sign in through the admin's login form (the user's password is PASSWORD)."""
+    page.goto(f"{live_server.url}/admin/login/?next={next_url}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"**{next_url}")

@@ -8,7 +8,7 @@ import pytest
 
 from reviews import services
 from reviews.models import ItemStatus, ReviewItem
-from tests.browser.conftest import ARTIFACTS, PASSWORD
+from tests.browser.conftest import ARTIFACTS, PASSWORD, log_in
 from tests.conftest import make_reviewer
 from tests.factories import GateConditionFactory, GateRuleFactory, ReasonCodeFactory, UserFactory, submission
 
@@ -42,14 +42,6 @@ def workload(integration, queue):
         )
         items.append(services.submit_item(integration=integration, payload=payload).item)
     return items
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/reviews/reviewitem/workspace/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url("**/workspace/")
 
 
 def test_a_reviewer_claims_edits_and_lands_on_the_next_item(browser, live_server, queue, workload):

@@ -134,21 +134,63 @@
     container.appendChild(pre);
   }
 
+  function fetchText(url) {
+    return fetch(url, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error(response.status);
+      return response.text();
+    });
+  }
+
+  // A long original is not in the page: the edit field loads it when the editor opens.
+  function loadEditFields() {
+    document.querySelectorAll("textarea[data-load]").forEach(function (area) {
+      if (area.dataset.loading) return;
+      area.dataset.loading = "yes";
+      fetchText(area.dataset.load).then(function (text) {
+        area.defaultValue = text;
+        area.value = text;
+        area.disabled = false;
+        var note = area.parentNode.querySelector(".edit-loading");
+        if (note) note.remove();
+        area.dispatchEvent(new Event("original"));
+      });
+    });
+  }
+
   function startLiveDiffs() {
     document.querySelectorAll("textarea[data-diff]").forEach(function (area) {
       var container = document.getElementById(area.dataset.diff);
       if (!container) return;
-      var original = area.dataset.original || "";
+      // The original is the field's initial text, or (after an error, when the field holds
+      // the reviewer's edit) the copy the server put in data-original or lets us load.
+      var original = null;
       var pending = null;
+      function setOriginal(text) {
+        original = text.replace(/\r\n?/g, "\n");
+        update();
+      }
       function update() {
         pending = null;
+        if (original === null || area.disabled) return;
         renderDiff(container, original, area.value.replace(/\r\n?/g, "\n"));
       }
       area.addEventListener("input", function () {
         if (pending === null) pending = setTimeout(update, 150);
       });
-      update();
+      area.addEventListener("original", function () {
+        setOriginal(area.defaultValue);
+      });
+      if (area.dataset.original !== undefined) setOriginal(area.dataset.original);
+      else if (area.dataset.loadOriginal) fetchText(area.dataset.loadOriginal).then(setOriginal);
+      else if (!area.dataset.load) setOriginal(area.defaultValue);
     });
+    var editor = document.getElementById("edit-area");
+    if (editor) {
+      editor.addEventListener("toggle", function () {
+        if (editor.open) loadEditFields();
+      });
+      if (editor.open) loadEditFields();
+    }
   }
 
   // --- Keyboard shortcuts -----------------------------------------------------------------
@@ -171,14 +213,31 @@
     var hint = document.getElementById("decision-hint");
     var chosen = null;
 
+    // Codes that do not apply to the chosen decision are hidden and cannot be ticked (a
+    // disabled box is not sent); those that do are numbered for Shift+1..9.
     function filterReasonCodes(action) {
+      var number = 0;
       form.querySelectorAll(".reason-code").forEach(function (label) {
         var applies = (label.dataset.applies || "").split(/\s+/);
         var fits = !action || applies.indexOf(action) !== -1;
         var input = label.querySelector("input");
-        // A ticked code stays visible, so nothing is ever sent unseen.
-        label.hidden = !fits && !(input && input.checked);
-        label.classList.toggle("not-applicable", !fits);
+        var key = label.querySelector(".code-key");
+        label.hidden = !fits;
+        if (input) {
+          input.disabled = !fits;
+          if (!fits) input.checked = false;
+        }
+        if (key) {
+          number += fits ? 1 : 0;
+          key.hidden = !fits || number > 9;
+          key.textContent = "\u21e7" + number;
+        }
+      });
+    }
+
+    function visibleReasonCodes() {
+      return Array.prototype.filter.call(form.querySelectorAll(".reason-code"), function (label) {
+        return !label.hidden;
       });
     }
 
@@ -211,17 +270,66 @@
     if (toggle) toggle.addEventListener("click", toggleHelp);
 
     if (form) {
-      // Tabbing onto a decision button chooses it too (and narrows the reason codes).
+      // Tabbing onto a decision button chooses it too (and narrows the reason codes). A
+      // pointer press focuses it as well, but then the click sends it: narrowing the codes
+      // at that moment would move the button away from under the pointer.
+      var pressing = false;
+      form.addEventListener("pointerdown", function () {
+        pressing = true;
+      }, true);
+      document.addEventListener("pointerup", function () {
+        setTimeout(function () {
+          pressing = false;
+        }, 0);
+      }, true);
       form.querySelectorAll('button[name="action"]').forEach(function (button) {
         button.addEventListener("focus", function () {
-          if (chosen !== button) choose(button.value, false);
+          if (chosen !== button && !pressing) choose(button.value, false);
         });
       });
       var submitting = false;
       form.addEventListener("submit", function (event) {
         if (submitting) event.preventDefault(); // a double click sends one decision
         submitting = true;
+        form.dataset.submitted = "yes";
       });
+      // Opening the editor is choosing to edit.
+      var editor = document.getElementById("edit-area");
+      if (editor) {
+        editor.addEventListener("toggle", function () {
+          if (editor.open && form.dataset.action !== "edit") choose("edit", false);
+        });
+      }
+      // After an error the page comes back with the decision that was chosen: keep it,
+      // and put the focus on the first field in error.
+      if (form.dataset.action) choose(form.dataset.action, false);
+      focusFirstError();
+    }
+
+    function focusFirstError() {
+      var name = form && form.dataset.firstError;
+      if (!name) return;
+      var targets = {
+        checklist: 'input[name="checklist"]',
+        justification: "#justification",
+        reason_codes: ".reason-code:not([hidden]) input",
+        edited_output: "#edit-text",
+        edited_action: "#edit-params",
+        escalate_to: "#escalate-to"
+      };
+      var field = form.querySelector(targets[name] || "#justification");
+      if (!field) return;
+      if (name === "edited_output" || name === "edited_action") {
+        var area = document.getElementById("edit-area");
+        if (area) area.open = true;
+      }
+      field.focus();
+    }
+
+    function toggleBox(input) {
+      if (!input || input.disabled) return;
+      input.checked = !input.checked;
+      input.focus();
     }
 
     document.addEventListener("keydown", function (event) {
@@ -246,6 +354,18 @@
         return;
       }
       if (!form) return;
+      var digit = /^Digit([1-9])$/.exec(event.code || "");
+      if (digit) {
+        var index = Number(digit[1]) - 1;
+        event.preventDefault();
+        if (event.shiftKey) {
+          var code = visibleReasonCodes()[index];
+          toggleBox(code && code.querySelector("input"));
+        } else {
+          toggleBox(document.getElementById("checklist-" + index));
+        }
+        return;
+      }
       if (KEYS[event.key]) {
         event.preventDefault();
         choose(KEYS[event.key], true);
@@ -259,10 +379,82 @@
     });
   }
 
+  // --- Long values: "Show all" loads the rest, as text -------------------------------------
+
+  // The same characters the server marks (reviews/admin/presentation.py HIDDEN_CHARACTERS).
+  var HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]/g;
+
+  function fillMarked(element, text) {
+    element.textContent = "";
+    var last = 0;
+    text.replace(HIDDEN, function (character, offset) {
+      if (offset > last) element.appendChild(document.createTextNode(text.slice(last, offset)));
+      var mark = document.createElement("mark");
+      mark.className = "hidden-character";
+      var code = character.charCodeAt(0).toString(16).toUpperCase();
+      mark.textContent = "\u27e8U+" + ("0000" + code).slice(-4) + "\u27e9";
+      element.appendChild(mark);
+      last = offset + character.length;
+      return character;
+    });
+    if (last < text.length) element.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function startShowAll() {
+    document.querySelectorAll("a[data-show-all]").forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        var more = link.closest(".value-more");
+        var value = more && more.previousElementSibling;
+        if (!value || !window.fetch) return; // without scripts the link opens the value as text
+        event.preventDefault();
+        link.textContent = "Loading\u2026";
+        fetch(link.href, { credentials: "same-origin" })
+          .then(function (response) {
+            if (!response.ok) throw new Error(response.status);
+            return response.text();
+          })
+          .then(function (text) {
+            fillMarked(value, text); // text only: the content is untrusted
+            more.remove();
+          })
+          .catch(function () {
+            link.textContent = "Could not load it: open it as text";
+            link.removeAttribute("data-show-all");
+          });
+      });
+    });
+  }
+
+  // --- Claims: leaving the page gives the claim back -----------------------------------------
+
+  // The next item is claimed when a decision lands on it; a reviewer who leaves without
+  // deciding (another page, a closed tab) gives it back, so it does not sit locked for the
+  // length of a claim. Sending a decision or the claim/release forms is not leaving.
+  function startReleaseOnLeave() {
+    var page = document.querySelector("[data-release-url]");
+    var form = document.getElementById("decision-form");
+    var token = document.querySelector('input[name="csrfmiddlewaretoken"]');
+    if (!page || !token || !navigator.sendBeacon) return;
+    var staying = false;
+    document.querySelectorAll("form").forEach(function (each) {
+      each.addEventListener("submit", function () {
+        staying = true;
+      });
+    });
+    window.addEventListener("pagehide", function () {
+      if (staying || (form && form.dataset.submitted)) return;
+      var data = new FormData();
+      data.append("csrfmiddlewaretoken", token.value);
+      navigator.sendBeacon(page.dataset.releaseUrl, data);
+    });
+  }
+
   function start() {
     startCountdown();
     startLiveDiffs();
     startShortcuts();
+    startShowAll();
+    startReleaseOnLeave();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
