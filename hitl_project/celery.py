@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl_project.settings")
 
@@ -23,4 +24,6 @@ app.conf.beat_schedule = {
     "expire-claims": {"task": "reviews.expire_claims", "schedule": SLA_SECONDS},
     "flag-at-risk": {"task": "reviews.flag_at_risk", "schedule": SLA_SECONDS},
     "apply-sla-timeouts": {"task": "reviews.apply_sla_timeouts", "schedule": SLA_SECONDS},
+    # The audit trail's hash chains, recomputed daily; the admin index shows the result.
+    "verify-audit": {"task": "reviews.verify_audit", "schedule": crontab(hour=3, minute=17)},
 }

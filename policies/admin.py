@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from policies.models import VALUELESS_OPERATORS, GateCondition, GateRule, Match, Mode, Operator, Outcome
-from policies.services import record_rule_change
+from policies.services import record_new_rule, record_rule_change
 from reviews.admin.base import ReadOnlyHistoryAdmin
 from reviews.admin.presentation import duration_in_words
 
@@ -208,10 +208,16 @@ class GateRuleAdmin(ReadOnlyHistoryAdmin):
     inlines = [GateConditionInline]
     change_list_template = "admin/policies/gaterule/change_list.html"
 
+    def save_model(self, request, obj, form, change):
+        # The version (the history row) is written once the conditions are saved too.
+        obj.save_without_historical_record()
+
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         # One new version per save, whether the rule, its conditions or both changed.
-        if change and (form.has_changed() or any(formset.has_changed() for formset in formsets)):
+        if not change:
+            record_new_rule(rule=form.instance)
+        elif form.has_changed() or any(formset.has_changed() for formset in formsets):
             record_rule_change(rule=form.instance)
 
     def get_urls(self):

@@ -28,7 +28,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 
 from policies.models import GateCondition, GateRule
-from policies.services import record_rule_change
+from policies.services import record_new_rule, record_rule_change
 from reviews.models import Queue, ReasonCode
 
 CHANGE_REASON = "import_policy"
@@ -482,11 +482,14 @@ def _plan(data: Any) -> _Plan:
 # --- Import: apply ------------------------------------------------------------------
 
 
-def _save(obj, update_fields: list[str] | None = None) -> None:
+def _save(obj, update_fields: list[str] | None = None, *, history: bool = True) -> None:
     obj._change_reason = CHANGE_REASON
     if update_fields is not None and any(f.name == "updated_at" for f in obj._meta.concrete_fields):
         update_fields = [*update_fields, "updated_at"]
-    obj.save(update_fields=update_fields)
+    if history:
+        obj.save(update_fields=update_fields)
+    else:
+        obj.save_without_historical_record(update_fields=update_fields)
 
 
 def _apply_queues(plans: list[_QueuePlan]) -> None:
@@ -531,20 +534,23 @@ def _apply_rules(plans: list[_RulePlan], queues: dict[str, Queue]) -> None:
         if "queue" in p.changed or p.status == CREATED:
             # Re-assigned now that new queues have ids.
             rule.queue = queues[p.queue] if p.queue is not None else None
+        # The rule's version (its history row) is written after its conditions.
         if p.status == CREATED:
-            _save(rule)
+            _save(rule, history=False)
         else:
             fields = [name for name in p.changed if name != "conditions"]
             if fields:
-                _save(rule, update_fields=fields)
+                _save(rule, update_fields=fields, history=False)
         if p.conditions is not None:
             for condition in rule.conditions.all() if p.status != CREATED else []:
                 condition._change_reason = CHANGE_REASON
                 condition.delete()
             for position, (path, op, value) in enumerate(p.conditions):
                 _save(GateCondition(rule=rule, field=path, op=op, value=value, position=position))
-        if p.status == UPDATED:
-            rule._change_reason = CHANGE_REASON
+        rule._change_reason = CHANGE_REASON
+        if p.status == CREATED:
+            record_new_rule(rule=rule)
+        else:
             record_rule_change(rule=rule)
 
 

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from policies.patterns import MAX_PATTERN_LENGTH, InvalidPattern, compile_re2
-from reviews.models import RiskLevel, audited_history
+from reviews.models import AuditedHistory, RiskLevel, audited_history
 
 # Fields a condition may name. `metadata.` takes any key below it.
 FIELD_PATHS = (
@@ -113,6 +113,22 @@ def validate_condition_value(op: str, value) -> None:
             ) from exc
 
 
+class RuleVersion(AuditedHistory):
+    """A rule's history row is one version of it, conditions included, so "what
+    changed in version 4" is answered on the rule's own history."""
+
+    conditions = models.JSONField(
+        default=list, blank=True, help_text="The rule's conditions in this version."
+    )
+
+    class Meta:
+        abstract = True
+
+
+# Kept by name so a version can be written once its conditions are saved (`policies.services`).
+RULE_HISTORY = audited_history(bases=[RuleVersion])
+
+
 class GateRule(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
@@ -141,7 +157,7 @@ class GateRule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = audited_history()
+    history = RULE_HISTORY
 
     class Meta:
         ordering = ["priority", "name"]
@@ -205,3 +221,7 @@ class GateCondition(models.Model):
             validate_condition_value(self.op, self.value)
         except ValidationError as exc:
             raise ValidationError({"value": exc.messages}) from exc
+
+    def as_version(self) -> dict:
+        """The condition as a rule version records it."""
+        return {"field": self.field, "op": self.op, "value": self.value}

@@ -14,12 +14,13 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
+from simple_history import register as register_history
 from simple_history.models import HistoricalRecords
 
 
@@ -43,26 +44,44 @@ PRIORITY_BY_RISK = {RiskLevel.HIGH: 10, RiskLevel.MEDIUM: 20, RiskLevel.LOW: 30}
 # --- History ------------------------------------------------------------------------
 
 
+class ActorKind(models.TextChoices):
+    USER = "user", "Person"
+    INTEGRATION = "integration", "Integration"
+    SYSTEM = "system", "System"
+
+
 class AuditedHistory(models.Model):
     """Extra columns on every history table (the `bases` of each HistoricalRecords).
 
-    `history_user` is a foreign key, and a foreign key can only point at a user who
-    still exists; `history_actor` keeps the name as it was, so a record never reads
+    `history_user` is a foreign key and names people only; `history_actor_kind` and
+    `history_actor` name whoever acted (a username, an integration's slug, or a
+    system task or command), as they were at the time, so a record never reads
     "changed by None". Filled in by `reviews.history` as each row is written.
     """
 
+    history_actor_kind = models.CharField(max_length=12, choices=ActorKind.choices, blank=True)
     history_actor = models.CharField(
-        max_length=150, blank=True, help_text="Who made the change, by name, as it was at the time."
+        max_length=150,
+        blank=True,
+        db_index=True,
+        help_text="Who made the change, by name, as it was at the time.",
     )
 
     class Meta:
         abstract = True
 
+    @property
+    def actor_label(self) -> str:
+        if self.history_actor_kind == ActorKind.SYSTEM:
+            return f"system:{self.history_actor}"
+        return self.history_actor or "unknown"
+
 
 def audited_history(**options) -> HistoricalRecords:
-    """The history of an audited model: append-only, with the actor's name on each row
+    """The history of an audited model: append-only, with the actor on each row
     (filled in as the row is written, by the receiver in `reviews.history`)."""
-    return HistoricalRecords(bases=[AuditedHistory], **options)
+    options.setdefault("bases", [AuditedHistory])
+    return HistoricalRecords(**options)
 
 
 # --- Integrations ----------------------------------------------------------------
@@ -583,6 +602,9 @@ class Decision(models.Model):
     seconds_spent = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    # Written once: its history is the one "created" event the audit log shows.
+    history = audited_history()
+
     class Meta:
         ordering = ["created_at"]
         indexes = [
@@ -754,6 +776,13 @@ class OutboxMessage(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    # The payload is the item's content (not for every reader of the log) and never
+    # changes; the lease, dispatch and retry-clock columns are the worker's
+    # bookkeeping, claimed by compare-and-set updates. Each attempt is its own record.
+    history = audited_history(
+        excluded_fields=["payload", "lease_until", "dispatched_at", "attempts", "next_attempt_at"]
+    )
+
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due")]
@@ -781,6 +810,8 @@ class DeliveryAttempt(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
 
+    history = audited_history()
+
     class Meta:
         ordering = ["message", "number"]
         constraints = [
@@ -790,3 +821,71 @@ class DeliveryAttempt(models.Model):
     def __str__(self) -> str:
         outcome = self.status_code or self.error[:40]
         return f"Attempt {self.number}: {outcome}"
+
+
+# --- Audit: hash chains and their checks ----------------------------------------------------
+
+
+class AuditChainHead(models.Model):
+    """The last seal of one chain; locked while a seal is added (`reviews.chain`)."""
+
+    chain = models.CharField(max_length=32, primary_key=True)
+    seq = models.PositiveBigIntegerField(default=0)
+    entry_hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"{self.chain} at {self.seq}"
+
+
+class AuditSeal(models.Model):
+    """One link of a hash chain: the hashes of one sealed row, and of the link before."""
+
+    chain = models.CharField(max_length=32)
+    seq = models.PositiveBigIntegerField()
+    model = models.CharField(max_length=100)
+    object_id = models.BigIntegerField()
+    fields = models.JSONField(help_text="A hash of each column of the row as it was sealed.")
+    content_hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["chain", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "seq"], name="seal_one_per_place_in_chain"),
+            models.UniqueConstraint(fields=["model", "object_id"], name="seal_one_per_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain} #{self.seq}: {self.model} {self.object_id}"
+
+
+class AuditCheck(models.Model):
+    """One run of `verify_audit` (by the daily task or by hand): what it found."""
+
+    ran_at = models.DateTimeField(default=timezone.now, db_index=True)
+    ok = models.BooleanField()
+    checked = models.PositiveBigIntegerField(default=0)
+    broken_link = models.TextField(blank=True)
+    heads = models.JSONField(default=dict, help_text="Each chain's last seal: keep a copy elsewhere.")
+    actor = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["-ran_at"]
+        get_latest_by = "ran_at"
+
+    def __str__(self) -> str:
+        return f"Audit check {self.ran_at:%Y-%m-%d %H:%M}: {'intact' if self.ok else 'broken'}"
+
+
+# People and roles are audited too: who was made a reviewer, and by whom. Passwords
+# and login times are not history.
+register_history(
+    User,
+    app="reviews",
+    bases=[AuditedHistory],
+    excluded_fields=["password", "last_login"],
+    m2m_fields=["groups"],
+)
+register_history(Group, app="reviews", bases=[AuditedHistory], m2m_fields=["permissions"])

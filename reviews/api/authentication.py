@@ -2,7 +2,7 @@
 
 An authenticated integration is `request.auth` (the ApiKey, with its
 integration); `request.user` stays anonymous, so nothing written on its behalf
-is ever attributed to a person.
+is ever attributed to a person: history names the integration instead.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from reviews.history import act_for_integration
 from reviews.models import ApiKey, Integration
 
 KEYWORD = "Api-Key"
@@ -38,7 +39,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
+            # A usage stamp, not a change: outside the key's history on purpose.
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        act_for_integration(request, api_key.integration)
         return AnonymousUser(), api_key
 
     def authenticate_header(self, request) -> str:

@@ -7,6 +7,7 @@ integrations make (SPEC sections 3 and 4), one module per concern:
 - `decisions`: approve, edit, reject, escalate;
 - `deadlines`: at-risk flags and SLA timeouts;
 - `feedback`: backlog items and incidents;
+- `audit`: verifying the audit trail's hash chains;
 - `transitions`: the moves those are made of (lock, enter a queue, escalate, close).
 
 The admin, the REST API, management commands and Celery tasks all call these
@@ -18,6 +19,7 @@ winner's result. The public functions are importable from here.
 
 from __future__ import annotations
 
+from reviews.services.audit import run_audit_check
 from reviews.services.claims import claim, claim_next, expire_claims, release
 from reviews.services.deadlines import apply_sla_timeouts, apply_timeout, flag_at_risk
 from reviews.services.decisions import decide
@@ -46,6 +48,7 @@ __all__ = [
     "flag_at_risk",
     "issue_api_key",
     "release",
+    "run_audit_check",
     "report_incident",
     "request_fingerprint",
     "revoke_api_key",

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from reviews import chain
 from reviews.delivery.executors import InvalidAction, executor_for
 from reviews.exceptions import ClaimedByAnother, InvalidDecision, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
@@ -54,6 +55,7 @@ def decide(
        escalate → pending in the target queue, a new round, a fresh deadline.
     4. Feedback in the same transaction: backlog items for reason codes that
        ask for one, and an incident when a spot check is rejected.
+    5. Seal the decision into the audit chain (`reviews.chain`).
     """
     if action not in DecisionAction.values:
         raise InvalidDecision(
@@ -129,6 +131,7 @@ def decide(
         raise_backlog_items(decision, codes)
         if action == DecisionAction.REJECT and item.is_spot_check:
             incident_from_spot_check(item, decision)
+        chain.seal(decision)  # last: it takes the chain's lock, after every other lock
     return decision
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from policies.io import export_policy
+from reviews.management.audited import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Write every queue, reason code and gate rule as policy JSON (the format import_policy reads) "
         "to standard output, or to --output FILE."

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from policies.io import PolicyError, import_policy
+from reviews.management.audited import AuditedCommand
 from reviews.safejson import UnsafeJSON, loads_checked
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Create or update queues, reason codes and gate rules from a policy JSON file "
         "(the format export_policy writes), matched by queue slug, reason-code code and rule name. "

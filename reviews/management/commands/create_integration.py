@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.core.validators import URLValidator
 
 from reviews import services
 from reviews.exceptions import DomainError
+from reviews.management.audited import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Create an integration and print its API key and webhook secret (shown only this once)."
 
     def add_arguments(self, parser):

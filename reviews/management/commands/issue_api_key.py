@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from reviews import services
+from reviews.management.audited import AuditedCommand
 from reviews.models import Integration
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Issue another API key for an integration (for rotation); printed once, stored hashed."
 
     def add_arguments(self, parser):

@@ -13,12 +13,12 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
 from policies.io import import_policy
 from reviews import services
+from reviews.management.audited import AuditedCommand
 from reviews.models import (
     COMPLIANCE_GROUP,
     POLICY_ADMINS_GROUP,
@@ -58,7 +58,7 @@ def quiet(*names: str):
             logger.setLevel(level)
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Load demo queues, rules, reason codes, users and sample items (idempotent)."
 
     def add_arguments(self, parser):

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
 from reviews.delivery import outbox
+from reviews.management.audited import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Send callbacks and actions that are due (what beat does every few seconds)."
 
     def handle(self, *args, **options):
