@@ -608,6 +608,7 @@ class Decision(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [
+            models.Index(fields=["created_at"], name="decision_created"),  # the list, newest first
             models.Index(fields=["queue", "created_at"], name="decision_queue_created"),
             models.Index(fields=["reviewer", "created_at"], name="decision_reviewer_created"),
         ]

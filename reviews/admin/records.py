@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from reviews import services
 from reviews.access import readable_queues
@@ -16,15 +17,20 @@ from reviews.models import (
     Incident,
 )
 
+JUSTIFICATION_CHARS = 120  # in the list; the decision's page shows all of it
+
 
 @admin.register(Decision)
 class DecisionAdmin(QueueScopedAdmin):
     # By the item's queue now, as everywhere: a decision shows the item's content, and
     # an escalated item leaves its earlier queue's reviewers behind.
     queue_lookup = "item__queue"
-    list_display = ["created_at", "item", "queue", "reviewer", "action", "is_final"]
+    list_display = ["created_at", "item", "queue", "reviewer", "action", "justification_shown", "is_final"]
     list_filter = ["action", QueueFilter, "is_final"]
     list_select_related = ["item", "queue", "reviewer"]
+    ordering = ["-created_at", "-id"]
+    search_fields = ["item__external_id", "reviewer__username", "justification"]
+    search_help_text = "Item external id, reviewer's username or words of the justification."
     show_full_result_count = False
     readonly_fields = [
         "item",
@@ -42,6 +48,10 @@ class DecisionAdmin(QueueScopedAdmin):
         "seconds_spent",
         "created_at",
     ]
+
+    @admin.display(description="Justification")
+    def justification_shown(self, decision):
+        return Truncator(decision.justification).chars(JUSTIFICATION_CHARS)
 
     # Append-only for everyone: decisions are made through the review services.
     def has_add_permission(self, request) -> bool:

@@ -162,7 +162,7 @@ def test_the_history_page_names_the_actor(client, policy_admin, queue):
     policy_admin.save()
     client.force_login(UserFactory(username="auditor", is_staff=True, is_superuser=True))
     html = client.get(admin_url(type(queue), "history", queue.pk)).content.decode()
-    assert '<td class="history-actor">policy_admin</td>' in html
+    assert '<td class="history-actor" dir="auto">policy_admin</td>' in html
 
 
 @pytest.mark.postgres
