@@ -163,13 +163,19 @@ class Command(AuditedCommand):
         return integration.items.count()
 
     def _backdate(self, item: ReviewItem, created) -> None:
+        """Move a demo item's clock back, so the queues show ages and deadlines; the
+        item's history says so (the history rows keep the time they were written)."""
+        item.refresh_from_db()
         shift = item.created_at - created
-        fields = {"created_at": created}
+        item.created_at = created
+        fields = ["created_at"]
         for name in ("entered_queue_at", "at_risk_at", "due_at", "decided_at"):
             value = getattr(item, name)
             if value is not None:
-                fields[name] = value - shift
-        ReviewItem.objects.filter(pk=item.pk).update(**fields)
+                setattr(item, name, value - shift)
+                fields.append(name)
+        item._change_reason = "demo: backdated"
+        item.save(update_fields=fields)
 
     def _codes(self, action: str) -> list[str]:
         codes = [rc.code for rc in ReasonCode.objects.filter(active=True) if rc.applies(action)]
