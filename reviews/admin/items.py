@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from reviews import services
 from reviews.access import readable_queues, sees_everything
 from reviews.admin.base import QueueFilter, QueueScopedAdmin, ReadOnlyHistoryAdmin, parse_id
+from reviews.admin.timeline import timeline_urls
 from reviews.admin.workspace import workspace_urls
 from reviews.delivery import worker as delivery
 from reviews.exceptions import DomainError
@@ -230,7 +231,7 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
         return request.user.has_perm("reviews.change_outboxmessage")
 
     def get_urls(self):
-        return [*workspace_urls(self), *super().get_urls()]
+        return [*workspace_urls(self), *timeline_urls(self), *super().get_urls()]
 
     def has_add_permission(self, request) -> bool:
         return False  # items arrive through the API
