@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from reviews.api.audit import AuditEventsView
 from reviews.api.views import EvaluateView, IncidentView, ItemViewSet, QueueViewSet
 from reviews.exceptions import DomainError
 
@@ -22,6 +23,7 @@ urlpatterns = [
     *router.urls,
     path("evaluate/", EvaluateView.as_view(), name="evaluate"),
     path("incidents/", IncidentView.as_view(), name="incidents"),
+    path("audit/events/", AuditEventsView.as_view(), name="audit-events"),
 ]
 
 

@@ -9,16 +9,23 @@ fields that changed as `{field: [old, new]}`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import cache
 
+from django import forms
 from django.apps import apps
 from django.db import models
+from django.db.models import Case, OuterRef, Q, Subquery, When
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
-from reviews.models import ActorKind, AuditedHistory
+from reviews.models import ActorKind, AuditedHistory, OutboxMessage, Queue
 
 EVENT_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
 HISTORY_COLUMNS = frozenset(
@@ -123,3 +130,336 @@ def changes(source: HistorySource, row, previous=None) -> dict[str, list]:
         if previous is None or old != new:
             result[field.name] = [plain(old), plain(new)]
     return result
+
+
+# --- The audit log and its export: every event, newest first, a page at a time -----------------
+#
+# The log is the union of every history table, ordered newest first by (history_date,
+# model label, history_id), so that events written in the same microsecond still have
+# one place each. A page asks each table for its next `limit + 1` rows after the cursor
+# (one query per table, each an index scan on history_date) and merges them; a second
+# query per table on the page fetches the versions before the changed rows, for their
+# diffs. Nothing is counted.
+
+AUDIT_PAGE_SIZE = 50
+EXPORT_PAGE_SIZE = 500
+# Delivery attempts belong to an item through their outbox message.
+ITEM_VIA_MESSAGE = "reviews.deliveryattempt"
+SYSTEM_PREFIX = "system:"
+DATE_HELP = "Enter a date (2025-06-30) or a date and time (2025-06-30 14:05)."
+MAX_HISTORY_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class AuditPosition:
+    """Where an event stands in the log; a cursor names the last event of a page."""
+
+    at: datetime
+    label: str
+    history_id: int
+
+    @property
+    def key(self) -> tuple:
+        return (self.at, self.label, self.history_id)
+
+    def encode(self) -> str:
+        text = f"{self.at.isoformat(timespec='microseconds')}|{self.label}|{self.history_id}"
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> AuditPosition:
+        """The position a cursor names; ValueError for anything `encode` did not write."""
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            at_text, label, history_id = text.split("|")
+            at = datetime.fromisoformat(at_text)
+            number = int(history_id)
+            if at.tzinfo is not None:
+                at.astimezone(UTC)  # out of range near year 1 or 9999
+        except (ValueError, OverflowError, UnicodeError, binascii.Error) as exc:
+            raise ValueError("Not a cursor of the audit log.") from exc
+        if at.tzinfo is None or source_for(label) is None or not 0 < number <= MAX_HISTORY_ID:
+            raise ValueError("Not a cursor of the audit log.")
+        return cls(at, label, number)
+
+
+def _older_than(position: AuditPosition, label: str) -> Q:
+    """The rows of table `label` that come after `position` in the log. Written as
+    `history_date <= t AND NOT (...)` rather than an OR, so the database walks the
+    history_date index in order instead of sorting everything older."""
+    if label == position.label:
+        return Q(history_date__lte=position.at) & ~Q(
+            history_date=position.at, history_id__gte=position.history_id
+        )
+    if label < position.label:
+        return Q(history_date__lte=position.at)
+    return Q(history_date__lt=position.at)
+
+
+def _queue_named(text: str) -> Q:
+    """The queue whose slug (or id) `text` is."""
+    lookup = Q(slug=text)
+    if text.isascii() and text.isdigit() and int(text) <= MAX_HISTORY_ID:
+        lookup |= Q(pk=int(text))
+    return lookup
+
+
+def _queue_ids(queue) -> list:
+    """A queue given as a Queue, its id, or its slug (or id) as text."""
+    if isinstance(queue, Queue):
+        return [queue.pk]
+    if isinstance(queue, int):
+        return [queue]
+    return list(Queue.objects.filter(_queue_named(str(queue))).values_list("pk", flat=True))
+
+
+def _item_condition(source: HistorySource, item) -> Q | None:
+    if source.label == ITEM_VIA_MESSAGE:
+        return Q(message_id__in=OutboxMessage.objects.filter(item_id=item).values("pk"))
+    if source.item_path:
+        return Q(**{source.item_path: item})
+    return None
+
+
+def _columns(source: HistorySource) -> list[str]:
+    return [field.attname for field in source.history._meta.concrete_fields]
+
+
+def _source_rows(source: HistorySource, conditions: Q, position: AuditPosition | None, limit: int) -> list:
+    """One query: the table's next `limit` rows of the log, each with the id of the
+    version before it (for changes) and, for delivery attempts, its item. Rows are
+    named tuples, not model instances: the export reads millions of them."""
+    manager = source.history._default_manager
+    pk = source.model._meta.pk.attname
+    rows = manager.filter(conditions)
+    if position is not None:
+        rows = rows.filter(_older_than(position, source.label))
+    earlier = (
+        manager.filter(**{pk: OuterRef(pk)}, history_id__lt=OuterRef("history_id"))
+        .order_by("-history_id")
+        .values("history_id")[:1]
+    )
+    rows = rows.annotate(
+        audit_previous_id=Case(
+            When(history_type="~", then=Subquery(earlier)), output_field=models.BigIntegerField()
+        )
+    )
+    columns = [*_columns(source), "audit_previous_id"]
+    if source.label == ITEM_VIA_MESSAGE:
+        message_item = OutboxMessage.objects.filter(pk=OuterRef("message_id")).values("item_id")[:1]
+        rows = rows.annotate(audit_item_id=Subquery(message_item, output_field=models.UUIDField()))
+        columns.append("audit_item_id")
+    rows = rows.order_by("-history_date", "-history_id").values_list(*columns, named=True)
+    return list(rows[:limit])
+
+
+def _event(source: HistorySource, row, previous) -> dict:
+    if source.label == ITEM_VIA_MESSAGE:
+        item = row.audit_item_id
+    else:
+        item = getattr(row, source.item_path) if source.item_path else None
+    return {
+        "at": row.history_date.isoformat(),
+        "actor": actor(row),
+        "model": source.label,
+        "object_id": str(getattr(row, source.model._meta.pk.attname)),
+        "item": str(item) if item is not None else None,
+        "event": event_type(row),
+        "changes": changes(source, row, previous),
+        "reason": row.history_change_reason or None,
+    }
+
+
+def audit_events(
+    *,
+    actor: str | None = None,
+    actor_kind: str | None = None,
+    model: str | None = None,
+    queue=None,
+    item: uuid.UUID | str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: str | None = None,
+    limit: int = AUDIT_PAGE_SIZE,
+) -> tuple[list[dict], str | None]:
+    """One page of the audit log, newest first, and the cursor of the next (or None).
+
+    - `actor`: a name as the rows recorded it; `system:<name>` is a system actor;
+    - `actor_kind`: user, integration or system; `model`: a label (`reviews.decision`);
+    - `queue`: a Queue, its id or slug: the rows of items in it, its decisions, the
+      queue itself, its backlog items and the gate rules that send to it;
+    - `item`: the item's rows, its decisions, incidents, outbox messages and their
+      delivery attempts;
+    - `since` <= event time < `until`; `before`: the cursor a previous page returned.
+
+    Queries: one per history table (fewer with `model`, `queue` or `item`), one more
+    per table whose changed rows are on the page, whatever the tables hold.
+    """
+    sources = history_sources()
+    if model:
+        found = source_for(model)
+        if found is None:
+            raise ValueError(f"No history for {model!r}.")
+        sources = (found,)
+    common = Q()
+    if actor:
+        if actor.startswith(SYSTEM_PREFIX):
+            common &= Q(history_actor_kind=ActorKind.SYSTEM, history_actor=actor[len(SYSTEM_PREFIX) :])
+        else:
+            common &= Q(history_actor=actor)
+    if actor_kind:
+        common &= Q(history_actor_kind=actor_kind)
+    if since is not None:
+        common &= Q(history_date__gte=since)
+    if until is not None:
+        common &= Q(history_date__lt=until)
+    queue_ids = _queue_ids(queue) if queue is not None else None
+    position = AuditPosition.decode(before) if before else None
+
+    fetched = []
+    for source in sources:
+        conditions = common
+        if queue_ids is not None:
+            if not source.queue_path:
+                continue
+            conditions &= Q(**{f"{source.queue_path}__in": queue_ids})
+        if item is not None:
+            by_item = _item_condition(source, item)
+            if by_item is None:
+                continue
+            conditions &= by_item
+        for row in _source_rows(source, conditions, position, limit + 1):
+            fetched.append((AuditPosition(row.history_date, source.label, row.history_id), source, row))
+    fetched.sort(key=lambda entry: entry[0].key, reverse=True)
+    page = fetched[:limit]
+
+    previous: dict[str, dict] = {}
+    wanted: dict[HistorySource, set] = {}
+    for _, source, row in page:
+        if row.audit_previous_id is not None:
+            wanted.setdefault(source, set()).add(row.audit_previous_id)
+    for source, ids in wanted.items():
+        rows = source.history._default_manager.filter(history_id__in=ids).values_list(
+            *_columns(source), named=True
+        )
+        previous[source.label] = {row.history_id: row for row in rows}
+
+    events = [
+        _event(source, row, previous.get(source.label, {}).get(row.audit_previous_id))
+        for _, source, row in page
+    ]
+    next_cursor = page[-1][0].encode() if len(fetched) > limit else None
+    return events, next_cursor
+
+
+def all_audit_events(*, page_size: int | None = None, **filters) -> Iterator[dict]:
+    """Every event the filters select, newest first, fetched a page at a time (for the
+    export: memory stays bounded by the page, whatever the log holds)."""
+    cursor = None
+    while True:
+        events, cursor = audit_events(**filters, before=cursor, limit=page_size or EXPORT_PAGE_SIZE)
+        yield from events
+        if cursor is None:
+            return
+
+
+def parse_moment(value: str, *, end_of_day: bool = False) -> datetime:
+    """An ISO 8601 date and time (naive ones in the site's time zone), or a date: its
+    first moment, or with `end_of_day` the first moment of the next day. ValueError
+    for anything else, or a moment databases cannot store."""
+    value = value.strip()
+    try:
+        day = parse_date(value)  # first: a date alone also reads as a datetime (midnight)
+        if day is not None:
+            moment = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
+        else:
+            moment = parse_datetime(value)
+            if moment is None:
+                raise ValueError(value)
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        moment.astimezone(UTC)  # how databases store it; out of range near year 1 or 9999
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"Not a date or time: {value!r}.") from exc
+    return moment
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters, as the admin page and the export both read them from
+    a query string: `cleaned_data` becomes `audit_events` keywords (`filters()`)."""
+
+    actor = forms.CharField(
+        required=False,
+        max_length=len(SYSTEM_PREFIX) + 150,
+        help_text="A username, an integration's slug, or system:<task>.",
+    )
+    actor_kind = forms.ChoiceField(required=False, choices=[("", "Anyone"), *ActorKind.choices])
+    model = forms.ChoiceField(required=False)
+    queue = forms.CharField(required=False, max_length=100, help_text="Slug or id.")
+    item = forms.UUIDField(required=False, label="Item id")
+    since = forms.CharField(required=False, max_length=40, help_text="A date, or a date and time.")
+    until = forms.CharField(required=False, max_length=40, help_text="Up to the end of a date, or a time.")
+    before = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [
+            ("", "All models"),
+            *((s.label, f"{s.verbose_name} ({s.label})") for s in history_sources()),
+        ]
+
+    def clean_queue(self):
+        text = self.cleaned_data["queue"].strip()
+        if not text:
+            return None
+        found = Queue.objects.filter(_queue_named(text)).order_by("pk").first()
+        if found is None:
+            raise forms.ValidationError("No queue has this slug or id.")
+        return found
+
+    def _moment(self, name: str, *, end_of_day: bool = False) -> datetime | None:
+        text = self.cleaned_data[name].strip()
+        if not text:
+            return None
+        try:
+            return parse_moment(text, end_of_day=end_of_day)
+        except ValueError as exc:
+            raise forms.ValidationError(DATE_HELP) from exc
+
+    def clean_since(self):
+        return self._moment("since")
+
+    def clean_until(self):
+        return self._moment("until", end_of_day=True)
+
+    def clean_before(self):
+        cursor = self.cleaned_data["before"].strip()
+        if cursor:
+            try:
+                AuditPosition.decode(cursor)
+            except ValueError as exc:
+                raise forms.ValidationError("This page link is broken: start again from the newest.") from exc
+        return cursor or None
+
+    def clean(self):
+        data = super().clean()
+        name, kind = (data.get("actor") or "").strip(), data.get("actor_kind")
+        if name.startswith(SYSTEM_PREFIX) and kind and kind != ActorKind.SYSTEM:
+            self.add_error("actor_kind", f"{name} is a system actor.")
+        since, until = data.get("since"), data.get("until")
+        if since and until and since >= until:
+            self.add_error("until", "Must be later than since.")
+        return data
+
+    def filters(self) -> dict:
+        """`audit_events` keywords (the cursor excepted) of a valid form."""
+        data = self.cleaned_data
+        return {
+            "actor": data["actor"].strip() or None,
+            "actor_kind": data["actor_kind"] or None,
+            "model": data["model"] or None,
+            "queue": data["queue"],
+            "item": data["item"],
+            "since": data["since"],
+            "until": data["until"],
+        }

@@ -63,7 +63,6 @@ class AuditedHistory(models.Model):
     history_actor = models.CharField(
         max_length=150,
         blank=True,
-        db_index=True,
         help_text="Who made the change, by name, as it was at the time.",
     )
 
@@ -77,11 +76,31 @@ class AuditedHistory(models.Model):
         return self.history_actor or "unknown"
 
 
+class AuditedRecords(HistoricalRecords):
+    """simple-history's records, with what the audit log needs: indexes to read one
+    actor's or one kind of actor's changes newest first, and no row for a save that
+    touched only columns history leaves out (a login's `last_login`)."""
+
+    def get_meta_options(self, model):
+        meta = super().get_meta_options(model)
+        meta["indexes"] = (
+            models.Index(fields=("history_actor", "history_date")),
+            models.Index(fields=("history_actor_kind", "history_date")),
+        )
+        return meta
+
+    def post_save(self, instance, created, using=None, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if not created and update_fields and set(update_fields) <= set(self.excluded_fields):
+            return
+        super().post_save(instance, created, using=using, **kwargs)
+
+
 def audited_history(**options) -> HistoricalRecords:
     """The history of an audited model: append-only, with the actor on each row
     (filled in as the row is written, by the receiver in `reviews.history`)."""
     options.setdefault("bases", [AuditedHistory])
-    return HistoricalRecords(**options)
+    return AuditedRecords(**options)
 
 
 # --- Integrations ----------------------------------------------------------------
@@ -885,8 +904,11 @@ class AuditCheck(models.Model):
 register_history(
     User,
     app="reviews",
+    records_class=AuditedRecords,
     bases=[AuditedHistory],
     excluded_fields=["password", "last_login"],
     m2m_fields=["groups"],
 )
-register_history(Group, app="reviews", bases=[AuditedHistory], m2m_fields=["permissions"])
+register_history(
+    Group, app="reviews", records_class=AuditedRecords, bases=[AuditedHistory], m2m_fields=["permissions"]
+)

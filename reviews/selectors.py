@@ -8,7 +8,16 @@ from django.apps import apps
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
-from reviews.models import OPEN_STATUSES, AuditedHistory, Decision, Incident, ItemStatus, Queue, ReviewItem
+from reviews.models import (
+    OPEN_STATUSES,
+    AuditCheck,
+    AuditedHistory,
+    Decision,
+    Incident,
+    ItemStatus,
+    Queue,
+    ReviewItem,
+)
 
 
 def queue_overview(user, now: datetime | None = None) -> QuerySet[Queue]:
@@ -45,3 +54,8 @@ def records_naming(user) -> list[str]:
         if issubclass(model, AuditedHistory) and model.objects.filter(history_user=user).exists()
     ]
     return found + sorted(str(name) for name in history)
+
+
+def latest_audit_check() -> AuditCheck | None:
+    """The last run of the audit chain verification, if any."""
+    return AuditCheck.objects.order_by("-ran_at").first()

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from reviews.admin import deliveries, items, records, setup
+from reviews.admin import audit, deliveries, items, records, setup
 from reviews.admin.base import GuardedAdmin
 
-__all__ = ["deliveries", "items", "records", "setup"]
+__all__ = ["audit", "deliveries", "items", "records", "setup"]
 
 admin.site.site_header = "HITL review gates"
 admin.site.site_title = "HITL review gates"
 admin.site.index_title = "Review workspace"
+audit.install(admin.site)
 
 
 def guard_other_admins() -> None:

@@ -1,0 +1,172 @@
+"""The audit export, `GET /api/v1/audit/events/` (SPEC section 10): the audit log as
+JSON Lines or CSV, streamed a page of `reviews.audit.audit_events` at a time, so
+memory stays bounded however many events the filters select.
+
+For people who read everything (Compliance and superusers), by session or token;
+integrations and everyone else get a 403. The filters are the audit log page's
+(`reviews.audit.AuditFilterForm`); a bad one is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import BasePermission
+from rest_framework.views import APIView
+
+from reviews.access import sees_everything
+from reviews.api.authentication import integration_of
+from reviews.api.views import ERROR_RESPONSES
+from reviews.audit import DATE_HELP, AuditFilterForm, all_audit_events
+from reviews.models import ActorKind
+
+CSV_COLUMNS = ("at", "actor_kind", "actor", "model", "object_id", "item", "event", "changes", "reason")
+FORMATS = {
+    "jsonl": ("application/x-ndjson; charset=utf-8", "jsonl"),
+    "csv": ("text/csv; charset=utf-8", "csv"),
+}
+
+
+class ReadsEverything(BasePermission):
+    message = "The audit export is for compliance staff and superusers."
+
+    def has_permission(self, request, view) -> bool:
+        return integration_of(request) is None and sees_everything(request.user)
+
+
+class ErrorsAsJSON(BaseContentNegotiation):
+    """The export picks its own format (`format=`, not the Accept header or DRF's
+    format suffix); errors are always the API's JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+def jsonl_lines(events: Iterable[dict]) -> Iterator[str]:
+    for event in events:
+        yield json.dumps(event, ensure_ascii=False, cls=DjangoJSONEncoder) + "\n"
+
+
+class _Line:
+    """The file-like object csv.writer writes one row to; the row is returned."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+def csv_lines(events: Iterable[dict]) -> Iterator[str]:
+    writer = csv.writer(_Line())
+    yield writer.writerow(CSV_COLUMNS)
+    for event in events:
+        yield writer.writerow(
+            [
+                event["at"],
+                event["actor"]["kind"],
+                event["actor"]["name"],
+                event["model"],
+                event["object_id"],
+                event["item"] or "",
+                event["event"],
+                json.dumps(event["changes"], ensure_ascii=False, cls=DjangoJSONEncoder),
+                event["reason"] or "",
+            ]
+        )
+
+
+AuditEventSerializer = inline_serializer(
+    "AuditEvent",
+    {
+        "at": serializers.DateTimeField(),
+        "actor": inline_serializer(
+            "AuditActor",
+            {
+                # Not an enum in the schema: another choice set already owns the name `kind`.
+                "kind": serializers.CharField(help_text="`user`, `integration` or `system`."),
+                "name": serializers.CharField(),
+            },
+        ),
+        "model": serializers.CharField(help_text="The model's label, e.g. `reviews.decision`."),
+        "object_id": serializers.CharField(),
+        "item": serializers.UUIDField(allow_null=True, help_text="The item the object belongs to, if any."),
+        "event": serializers.ChoiceField(choices=["created", "changed", "deleted"]),
+        "changes": serializers.DictField(
+            child=serializers.ListField(child=serializers.JSONField(), min_length=2, max_length=2),
+            help_text="`{field: [old, new]}`.",
+        ),
+        "reason": serializers.CharField(allow_null=True),
+    },
+)
+
+
+def _parameter(name: str, kind=OpenApiTypes.STR, **options) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, **options)
+
+
+PARAMETERS = [
+    _parameter("format", enum=list(FORMATS), description="`jsonl` (default) or `csv`."),
+    _parameter("actor", description="A name as the rows recorded it; `system:<name>` for a task or command."),
+    _parameter("actor_kind", enum=ActorKind.values),
+    _parameter("model", description="A model's label, e.g. `reviews.reviewitem` or `policies.gaterule`."),
+    _parameter("queue", description="A queue's slug or id: its items, decisions, backlog and rules."),
+    _parameter("item", OpenApiTypes.UUID, description="An item: its rows and those of what belongs to it."),
+    _parameter("since", description=f"Events at or after this moment. {DATE_HELP}"),
+    _parameter("until", description=f"Events before this moment (a date: up to its end). {DATE_HELP}"),
+]
+
+EXPORT_DESCRIPTION = (
+    "Newest first. JSON Lines: one event a line (this schema). CSV: a header row ("
+    + ", ".join(CSV_COLUMNS)
+    + "), then one event a row, `changes` as JSON. An attachment named audit-events-<date>."
+)
+
+
+class AuditEventsView(APIView):
+    permission_classes = [ReadsEverything]
+    content_negotiation_class = ErrorsAsJSON
+
+    @extend_schema(
+        operation_id="audit_events",
+        tags=["audit"],
+        parameters=PARAMETERS,
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                AuditEventSerializer, description=EXPORT_DESCRIPTION
+            ),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=EXPORT_DESCRIPTION),
+            **ERROR_RESPONSES,
+        },
+    )
+    def get(self, request):
+        """The audit log as a streamed export: every history event the filters select,
+        newest first, as JSON Lines (one event a line) or CSV."""
+        fmt = request.query_params.get("format", "jsonl")
+        if fmt not in FORMATS:
+            raise serializers.ValidationError({"format": [f"One of: {', '.join(FORMATS)}."]})
+        params = request.query_params.copy()
+        params.pop("before", None)  # the export is every page
+        form = AuditFilterForm(params)
+        if not form.is_valid():
+            errors = {name: list(messages) for name, messages in form.errors.items()}
+            if "__all__" in errors:
+                errors["non_field_errors"] = errors.pop("__all__")
+            raise serializers.ValidationError(errors)
+        events = all_audit_events(**form.filters())
+        content_type, extension = FORMATS[fmt]
+        lines = csv_lines(events) if fmt == "csv" else jsonl_lines(events)
+        response = StreamingHttpResponse(lines, content_type=content_type)
+        filename = f"audit-events-{timezone.now():%Y-%m-%d}.{extension}"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["Cache-Control"] = "no-store"
+        return response
