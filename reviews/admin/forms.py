@@ -77,6 +77,10 @@ class DecisionForm(forms.Form):
         data["edited_output_value"], data["edited_action_value"] = None, None
         if data.get("action") == DecisionAction.EDIT:
             self._parse_edit(data)
+        # Nowhere to escalate to: the service would say so in the API's words; say it in the page's.
+        escalating = data.get("action") == DecisionAction.ESCALATE
+        if escalating and not data.get("escalate_to") and self.item.queue.escalation_queue is None:
+            self.add_error("escalate_to", "Choose the queue to escalate to: this queue has none set.")
         return data
 
     def _parse_edit(self, data: dict) -> None:

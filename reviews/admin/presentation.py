@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reviews.models import Decision, ReviewItem
@@ -24,10 +24,16 @@ MAX_ENTRIES = 50
 # Characters that change how text reads without being seen: controls, zero-width and
 # bidirectional marks, embeddings, overrides and isolates. They are shown as ⟨U+202E⟩,
 # never passed on, so "gnp.exe" after a right-to-left override reads as written.
-HIDDEN_CHARACTERS = re.compile(
+HIDDEN_CLASS = (
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
     "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
 )
+HIDDEN_CHARACTERS = re.compile(HIDDEN_CLASS)
+# A run of one hidden character is one mark (⟨U+200B⟩×3000), and a value gets at most
+# MAX_MARKS of them: past that its hidden characters are left out of the text shown and
+# counted in one last mark. A page of a 1 MiB item full of them stays small.
+HIDDEN_RUNS = re.compile(f"({HIDDEN_CLASS})\\1*")
+MAX_MARKS = 50
 
 
 def pretty_json(value: Any) -> str:
@@ -39,16 +45,57 @@ def clip(text: str, limit: int) -> str:
 
 
 def marked(text: str) -> list[tuple[bool, str]]:
-    """`text` in (is_hidden_character, part) pieces: hidden characters as ⟨U+XXXX⟩."""
-    pieces, last = [], 0
-    for match in HIDDEN_CHARACTERS.finditer(text):
+    """`text` in (is_mark, part) pieces: each run of one hidden character as one mark,
+    ``⟨U+202E⟩`` or ``⟨U+200B⟩×3000``; past MAX_MARKS marks, the rest are left out of the
+    text and counted in one mark where that starts. (workspace.js `fillMarked` does the
+    same for "Show all".)"""
+    pieces: list[tuple[bool, str]] = []
+    last, marks, left_out, summary_at = 0, 0, 0, -1
+
+    def plain(part: str) -> None:
+        if pieces and not pieces[-1][0]:
+            pieces[-1] = (False, pieces[-1][1] + part)  # text on both sides of a left-out run
+        else:
+            pieces.append((False, part))
+
+    for match in HIDDEN_RUNS.finditer(text):
         if match.start() > last:
-            pieces.append((False, text[last : match.start()]))
-        pieces.append((True, f"⟨U+{ord(match.group()):04X}⟩"))
+            plain(text[last : match.start()])
         last = match.end()
+        count = match.end() - match.start()
+        if marks == MAX_MARKS:
+            if not left_out:
+                summary_at = len(pieces)
+                pieces.append((True, ""))
+            left_out += count
+            continue
+        marks += 1
+        pieces.append((True, f"⟨U+{ord(match.group(1)):04X}⟩" + (f"×{count}" if count > 1 else "")))
     if last < len(text):
-        pieces.append((False, text[last:]))
+        plain(text[last:])
+    if left_out:
+        many = "s" if left_out > 1 else ""
+        pieces[summary_at] = (True, f"⟨{left_out:,} more hidden character{many} from here on, not shown⟩")
     return pieces
+
+
+@dataclass(frozen=True)
+class Label:
+    """A short submitted string shown inline (a key, an action type, a title, a role, a tool
+    name), cut to KEY_CHARS: the template isolates it from the text around it and marks its
+    hidden characters. As a plain string (a page title, a message) the marks are text."""
+
+    text: str
+
+    @property
+    def parts(self) -> list[tuple[bool, str]]:
+        return marked(self.text)
+
+    def __bool__(self) -> bool:
+        return bool(self.text)
+
+    def __str__(self) -> str:
+        return "".join(part for _, part in self.parts)
 
 
 def compact_json(value: Any) -> str:
@@ -102,11 +149,11 @@ def show(value: Any, path: tuple = ()) -> Shown:
     return Shown(text[:PREVIEW_CHARS], is_json, len(text), tuple(path))
 
 
-def key_text(key: Any) -> str:
-    return clip(str(key), KEY_CHARS)
+def key_text(key: Any) -> Label:
+    return Label(clip(str(key), KEY_CHARS))
 
 
-def rows(value: Any, path: tuple = ()) -> list[tuple[str, Shown]]:
+def rows(value: Any, path: tuple = ()) -> list[tuple[Label, Shown]]:
     """Key/value rows of a JSON object (signals, action parameters), the first MAX_ROWS of
     them; empty for anything else."""
     if not isinstance(value, dict):
@@ -133,19 +180,38 @@ OPERATOR_SIGNS = {
 }
 
 
-def condition_fired(fired: Any) -> str:
-    """``signals.rubric_score = 1 (≤ 2)``: a condition that fired, with the value that fired it."""
+@dataclass(frozen=True)
+class FiredShown:
+    """A condition that fired, ``signals.rubric_score = 1 (≤ 2)``: the field name, the value
+    the submission had there (`actual`), the rule's operator `sign` and `expected` value,
+    each part isolated on the page; or `words` (``is present``) for the operators without
+    a value; or only `raw`, for an entry of an unexpected shape."""
+
+    field_name: Label = Label("")
+    actual: Label = Label("")
+    sign: str = ""
+    expected: Label = Label("")
+    words: str = ""
+    raw: Label = Label("")
+
+
+def _json_label(value: Any) -> Label:
+    return key_text(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def condition_fired(fired: Any) -> FiredShown:
     if not isinstance(fired, dict):
-        return clip(pretty_json(fired), KEY_CHARS)
-    field_name = clip(str(fired.get("field", "?")), KEY_CHARS)
+        return FiredShown(raw=_json_label(fired))
+    field_name = key_text(fired.get("field", "?"))
     op = str(fired.get("op", ""))
-    if op == "exists":
-        return f"{field_name} is present"
-    if op == "not_exists":
-        return f"{field_name} is missing"
-    actual = clip(json.dumps(fired.get("actual"), ensure_ascii=False, default=str), KEY_CHARS)
-    value = clip(json.dumps(fired.get("value"), ensure_ascii=False, default=str), KEY_CHARS)
-    return f"{field_name} = {actual} ({OPERATOR_SIGNS.get(op, op)} {value})"
+    if op in ("exists", "not_exists"):
+        return FiredShown(field_name=field_name, words="is present" if op == "exists" else "is missing")
+    return FiredShown(
+        field_name=field_name,
+        actual=_json_label(fired.get("actual")),
+        sign=OPERATOR_SIGNS.get(op, op),
+        expected=_json_label(fired.get("value")),
+    )
 
 
 @dataclass(frozen=True)
@@ -160,7 +226,7 @@ class RuleShown:
     queue: str = ""
     description: str = ""
     raw: Shown | None = None  # a snapshot of an unexpected shape
-    fired: tuple[str, ...] = ()
+    fired: tuple[FiredShown, ...] = ()
 
 
 def rule_snapshots(value: Any) -> list[RuleShown]:
@@ -196,20 +262,20 @@ class ItemPresentation:
     (the item's raw view has everything)."""
 
     prompt: Shown | None = None
-    messages: list[tuple[str, Shown]] = field(default_factory=list)
+    messages: list[tuple[Label, Shown]] = field(default_factory=list)
     other_input: Shown | None = None
     output: Shown | None = None
     output_extra: Shown | None = None
-    action_type: str = ""
-    action_params: list[tuple[str, Shown]] = field(default_factory=list)
+    action_type: Label = Label("")
+    action_params: list[tuple[Label, Shown]] = field(default_factory=list)
     action_raw: Shown | None = None
-    documents: list[tuple[str, Shown]] = field(default_factory=list)
+    documents: list[tuple[Label, Shown]] = field(default_factory=list)
     reasoning: Shown | None = None
-    tool_outputs: list[tuple[str, Shown]] = field(default_factory=list)
+    tool_outputs: list[tuple[Label, Shown]] = field(default_factory=list)
     other_context: Shown | None = None
-    signals: list[tuple[str, Shown]] = field(default_factory=list)
+    signals: list[tuple[Label, Shown]] = field(default_factory=list)
     signals_raw: Shown | None = None
-    metadata: list[tuple[str, Shown]] = field(default_factory=list)
+    metadata: list[tuple[Label, Shown]] = field(default_factory=list)
     matched_rules: list[RuleShown] = field(default_factory=list)
     shadow_matches: list[RuleShown] = field(default_factory=list)
     left_out: dict[str, int] = field(default_factory=dict)
@@ -239,7 +305,9 @@ def present_item(item: ReviewItem) -> ItemPresentation:
     shown.matched_rules = rule_snapshots(item.matched_rules)
     shown.shadow_matches = rule_snapshots(item.shadow_matches)
     submitted = [item.input, item.output, item.action, item.context, item.signals, item.metadata]
-    shown.hidden_characters = any(has_hidden_characters(value) for value in submitted if value)
+    shown.hidden_characters = any(
+        has_hidden_characters(value) for value in [item.external_id, *submitted] if value
+    )
     return shown
 
 
@@ -254,7 +322,7 @@ def _present_input(shown: ItemPresentation, value: Any) -> None:
             role = key_text(message.get("role", ""))
             shown.messages.append((role, show(message["content"], (*path, "content"))))
         else:
-            shown.messages.append(("", show(message, path)))
+            shown.messages.append((Label(""), show(message, path)))
     shown.left_out["messages"] = max(0, len(messages) - MAX_ENTRIES)
 
 
@@ -292,7 +360,7 @@ def _present_context(shown: ItemPresentation, value: Any) -> None:
                 body = show(doc.get("text", ""), (*path, "text"))
             shown.documents.append((key_text(doc.get("title") or "Untitled document"), body))
         else:
-            shown.documents.append(("Document", show(doc, path)))
+            shown.documents.append((Label("Document"), show(doc, path)))
     shown.left_out["documents"] = max(0, len(documents) - MAX_ENTRIES)
     if context.get("reasoning") not in (None, ""):
         shown.reasoning = show(context["reasoning"], ("context", "reasoning"))
@@ -307,7 +375,7 @@ def _present_context(shown: ItemPresentation, value: Any) -> None:
                 body = show(rest, path)
             shown.tool_outputs.append((key_text(call["tool"]), body))
         else:
-            shown.tool_outputs.append(("", show(call, path)))
+            shown.tool_outputs.append((Label(""), show(call, path)))
     shown.left_out["tool_outputs"] = max(0, len(calls) - MAX_ENTRIES)
 
 
@@ -319,7 +387,8 @@ def _as_list(value: Any) -> list:
 
 def submitted_part(item: ReviewItem, path: list) -> Any:
     """The value at `path` (keys and list indexes from the submission's top: input,
-    output, action, context, signals, metadata), or raise LookupError."""
+    output, action, context, signals, metadata), or raise LookupError. A path that starts
+    ``["decisions", <id>]`` leads into that decision's edit (edited_output, edited_action)."""
     value: Any = {
         "input": item.input,
         "output": item.output,
@@ -328,6 +397,13 @@ def submitted_part(item: ReviewItem, path: list) -> Any:
         "signals": item.signals,
         "metadata": item.metadata,
     }
+    if path[:1] == ["decisions"]:
+        found = len(path) > 1 and type(path[1]) is int
+        decision = item.decisions.filter(pk=path[1]).first() if found else None
+        if decision is None:
+            raise LookupError(path[:2])
+        value = {"edited_output": decision.edited_output, "edited_action": decision.edited_action}
+        path = path[2:]
     for step in path:
         in_object = isinstance(value, dict) and isinstance(step, str) and step in value
         in_list = isinstance(value, list) and type(step) is int and 0 <= step < len(value)
@@ -396,13 +472,18 @@ def edited_action_of(decision: Decision | None) -> Any:
 
 
 def edited_version(decision: Decision) -> list[tuple[str, Shown]]:
-    """The version an edit put on the table (what a four-eyes second reviewer approves)."""
+    """The version an edit put on the table (what a four-eyes second reviewer approves),
+    cut like every value; "Show all" finds the rest under the decision (`submitted_part`)."""
     version = []
+    where = ("decisions", decision.pk)
     if decision.edited_output is not None:
         text, is_text = output_text(decision.edited_output)
-        version.append(("Edited output", Shown(text, is_json=not is_text)))
+        path = (*where, "edited_output", "text") if is_text else (*where, "edited_output")
+        version.append(("Edited output", replace(show(text, path), is_json=not is_text)))
     if decision.edited_action is not None:
-        version.append(("Edited action parameters", show(action_params(decision.edited_action))))
+        edited = decision.edited_action
+        path = (*where, "edited_action", "params") if isinstance(edited, dict) else (*where, "edited_action")
+        version.append(("Edited action parameters", show(action_params(edited), path)))
     return version
 
 

@@ -11,7 +11,9 @@ strings and rows and the templates autoescape all of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 from uuid import UUID
 
 from django.contrib import messages
@@ -31,6 +33,7 @@ from reviews.admin.presentation import (
     edit_diffs,
     edited_action_of,
     edited_version,
+    key_text,
     present_item,
     pretty_json,
     submitted_part,
@@ -51,7 +54,37 @@ ACTION_DONE = {
 
 
 def label(item: ReviewItem) -> str:
-    return item.external_id or str(item.pk)
+    """The item's name in a message or a page title: its hidden characters as visible text."""
+    return str(key_text(item.external_id or item.pk))
+
+
+# Claims taken for the reviewer by auto-advance (the next item, opened after a decision),
+# in the session: {item id: {"claimed_at": that claim's start, "token": the newest review
+# page's}}. Only those are given back when the reviewer leaves the page (`leave`); a claim
+# taken on purpose (Claim, Review next, Keep it) starts anew, so is no longer the one marked,
+# and stays until it is released or runs out. Each rendering of the page takes a new token
+# and only the newest page's releases: a reload (whose old page says it is leaving after
+# the new one has been made) or an older tab of the item does not.
+AUTO_CLAIMS = "reviews_auto_claims"
+
+
+def mark_auto_claim(request, item: ReviewItem, token: str = "") -> None:
+    entry = {"claimed_at": item.claimed_at.isoformat(), "token": token}
+    request.session[AUTO_CLAIMS] = {**request.session.get(AUTO_CLAIMS, {}), str(item.pk): entry}
+
+
+def auto_claim_token(request, item: ReviewItem) -> str | None:
+    """The newest page's token when the item's current claim is an auto-advance one, else None."""
+    entry = request.session.get(AUTO_CLAIMS, {}).get(str(item.pk))
+    if entry and item.claimed_at and entry["claimed_at"] == item.claimed_at.isoformat():
+        return entry["token"]
+    return None
+
+
+def forget_auto_claim(request, item: ReviewItem) -> None:
+    marked = request.session.get(AUTO_CLAIMS, {})
+    if str(item.pk) in marked:
+        request.session[AUTO_CLAIMS] = {key: entry for key, entry in marked.items() if key != str(item.pk)}
 
 
 class Workspace:
@@ -96,7 +129,14 @@ class Workspace:
         return item
 
     def land_on_next(self, request, queue: Queue) -> HttpResponseRedirect:
-        """After a decision: straight to the next item of the same queue, or back to the overview."""
+        """After a decision: straight to the next item of the same queue, claimed for the
+        reviewer until they leave it, or back to the overview. (`claim_next` hands back a
+        claim the reviewer already holds in the queue: one taken on purpose stays so.)"""
+        held = set(
+            ReviewItem.objects.filter(queue=queue, claimed_by=request.user, status=ItemStatus.IN_REVIEW)
+            .filter(claim_expires_at__gt=timezone.now())
+            .values_list("pk", flat=True)
+        )
         try:
             following = services.claim_next(queue=queue, user=request.user)
         except NotAllowed:
@@ -104,6 +144,8 @@ class Workspace:
         if following is None:
             messages.info(request, f"Queue empty: nothing left to review in {queue.name}.")
             return HttpResponseRedirect(self.url("reviews_workspace"))
+        if following.pk not in held:
+            mark_auto_claim(request, following)
         return HttpResponseRedirect(self.url("reviews_review", following.pk))
 
     # Views --------------------------------------------------------------------------
@@ -112,19 +154,24 @@ class Workspace:
         """The queues the user may review, with their workload (one query whatever the size)."""
         now = timezone.now()
         queues = list(selectors.queue_overview(request.user, now=now))
-        claims = (
-            ReviewItem.objects.filter(
-                status=ItemStatus.IN_REVIEW, claimed_by=request.user, claim_expires_at__gt=now
-            )
-            .select_related("queue")
-            .order_by("claim_expires_at")[:10]
+        # An auto-advance claim is not one to continue: it is given back when its page is
+        # left, which may be under way as this page is made (a beacon from a closed tab).
+        live = ReviewItem.objects.filter(
+            status=ItemStatus.IN_REVIEW, claimed_by=request.user, claim_expires_at__gt=now
         )
+        claims = [
+            claimed
+            for claimed in live.select_related("queue").order_by("claim_expires_at")
+            if auto_claim_token(request, claimed) is None
+        ][:10]
+        for claimed in claims:
+            claimed.label = key_text(claimed.external_id or claimed.pk)
         for queue in queues:
             queue.sla_words = duration_in_words(queue.sla_minutes)
         context = {
             "title": "Review workspace",
             "queues": queues,
-            "claims": list(claims),
+            "claims": claims,
             "reads_everything": sees_everything(request.user),
             "now": now,
         }
@@ -187,10 +234,13 @@ class Workspace:
             # Decided meanwhile, claimed by someone else, or the same reviewer twice in four-eyes.
             messages.error(request, exc.detail)
             return HttpResponseRedirect(self.url("reviews_review", item.pk))
+        forget_auto_claim(request, item)
         messages.success(request, self.decision_message(decision))
         return self.land_on_next(request, queue)
 
     def claim(self, request, item_id: UUID):
+        """Claim the item on purpose (also "Keep it claimed" on an auto-advance claim, which
+        starts it anew): it stays claimed when the reviewer leaves the page."""
         item = self.load_for_action(request, item_id)
         try:
             services.claim(item=item, user=request.user)
@@ -199,14 +249,30 @@ class Workspace:
         return HttpResponseRedirect(self.url("reviews_review", item.pk))
 
     def release(self, request, item_id: UUID):
+        """Stop reviewing: give the claim back and return to the overview."""
         item = self.load_for_action(request, item_id)
         try:
             services.release(item=item, user=request.user)
         except DomainError as exc:
             messages.error(request, exc.detail)
             return HttpResponseRedirect(self.url("reviews_review", item.pk))
+        forget_auto_claim(request, item)
         messages.info(request, f"Released {label(item)}; it is back in {item.queue.name}.")
         return HttpResponseRedirect(self.url("reviews_workspace"))
+
+    def leave(self, request, item_id: UUID):
+        """The review page of an auto-advance claim is being left (workspace.js: a link
+        or form out of it waits for this; a closed tab sends it as a beacon). Releases
+        the claim when `token` is the newest page's, else does nothing; answers 204."""
+        item = self.load_for_action(request, item_id)
+        token = request.POST.get("token", "")
+        if token and auto_claim_token(request, item) == token:
+            forget_auto_claim(request, item)
+            if item.claim_is_active() and item.claimed_by_id == request.user.pk:
+                # Decided or taken over meanwhile: then there is nothing left to give back.
+                with contextlib.suppress(DomainError):
+                    services.release(item=item, user=request.user)
+        return HttpResponse(status=204)
 
     def raw(self, request, item_id: UUID):
         """The submission as stored: all of it as a JSON download, or with `?path=["output",
@@ -254,6 +320,12 @@ class Workspace:
 
         claimed_by_other = item.is_claimed_by_other(user, now)
         holds_claim = item.claim_is_active(now) and item.claimed_by_id == user.pk
+        leave_token = ""
+        if holds_claim and auto_claim_token(request, item) is not None:
+            leave_token = secrets.token_urlsafe(12)
+            mark_auto_claim(request, item, leave_token)
+        elif not holds_claim:
+            forget_auto_claim(request, item)  # decided, released or run out since
         acts = may_review and item.is_open
         if acts and not claimed_by_other and form is None:
             form = self.decision_form(item)
@@ -261,6 +333,7 @@ class Workspace:
         context = {
             "title": f"Review {label(item)}",
             "item": item,
+            "item_label": key_text(item.external_id or item.pk),
             "shown": present_item(item),
             "raw_url": self.url("reviews_raw", item.pk),
             "action_summary": summary_shown(summary_for(summarised, item.integration))
@@ -282,6 +355,7 @@ class Workspace:
             "reason_codes": form.reason_code_rows() if form is not None else [],
             "claimed_by_other": claimed_by_other,
             "holds_claim": holds_claim,
+            "leave_token": leave_token,
             "can_claim": acts and not claimed_by_other and not holds_claim,
             "can_release": acts and item.claim_is_active(now) and (holds_claim or user.is_superuser),
             "claim_expired": item.status == ItemStatus.IN_REVIEW and not item.claim_is_active(now),
@@ -318,5 +392,6 @@ def workspace_urls(model_admin) -> list:
         path("<uuid:item_id>/review/", wrap(views.review), name="reviews_review"),
         path("<uuid:item_id>/claim/", wrap(require_POST(views.claim)), name="reviews_claim"),
         path("<uuid:item_id>/release/", wrap(require_POST(views.release)), name="reviews_release"),
+        path("<uuid:item_id>/leave/", wrap(require_POST(views.leave)), name="reviews_leave"),
         path("<uuid:item_id>/raw/", wrap(require_GET(views.raw)), name="reviews_raw"),
     ]

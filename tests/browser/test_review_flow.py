@@ -1,8 +1,12 @@
 """A reviewer's day in a real browser: Debian's Chromium driven by Playwright
 against a live server. Screenshots of the overview and the review page are saved
-to test-artifacts/ for people to look at."""
+to test-artifacts/ for people to look at. Then claims: the one taken for the reviewer
+after a decision goes back when they leave the page (not when they reload it), one
+taken on purpose stays, and the overview never offers one that is going."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -11,6 +15,7 @@ from reviews.models import ItemStatus, ReviewItem
 from tests.browser.conftest import ARTIFACTS, PASSWORD, log_in
 from tests.conftest import make_reviewer
 from tests.factories import GateConditionFactory, GateRuleFactory, ReasonCodeFactory, UserFactory, submission
+from tests.processes import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -114,3 +119,106 @@ def test_compliance_sees_the_item_read_only(browser, live_server, queue, workloa
     assert page.locator("#claim-button").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "review-page-compliance.png"), full_page=True)
+
+
+# --- Claims ---------------------------------------------------------------------------------------
+
+OVERVIEW = "/admin/reviews/reviewitem/workspace/"
+
+
+@pytest.fixture
+def desk(integration, queue):
+    """A reviewer signed in with three items in their queue (no checklist)."""
+    GateRuleFactory(name="Review everything", queue=queue)
+    reviewer = make_reviewer("reviewer", queue)
+    reviewer.set_password(PASSWORD)
+    reviewer.save()
+    ARTIFACTS.mkdir(exist_ok=True)
+    for index in range(3):
+        services.submit_item(integration=integration, payload=submission(external_id=f"ticket-{index}"))
+    return reviewer
+
+
+def claimed(reviewer) -> list[str]:
+    return sorted(
+        ReviewItem.objects.filter(status=ItemStatus.IN_REVIEW, claimed_by=reviewer).values_list(
+            "external_id", flat=True
+        )
+    )
+
+
+def land_on_an_auto_claim(page, live_server, reviewer) -> str:
+    """Review next, approve: the page of the next item, claimed for the reviewer. Its external id."""
+    log_in(page, live_server, "reviewer")
+    page.click("#queue-general button.review-next")
+    page.wait_for_selector("#decision-form")
+    first = claimed(reviewer)
+    page.fill("#justification", "Fine.")
+    page.click("#action-approve")
+    page.wait_for_selector("#auto-claim-note")
+    following = claimed(reviewer)
+    assert len(following) == 1 and following != first
+    return following[0]
+
+
+def test_an_auto_advance_claim_survives_a_reload_and_goes_back_when_the_reviewer_leaves(
+    browser, live_server, desk
+):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    following = land_on_an_auto_claim(page, live_server, desk)
+    page.screenshot(path=str(ARTIFACTS / "review-auto-claim.png"), full_page=False)
+
+    page.reload()  # F5: the old page says it is leaving after the new one was made
+    page.wait_for_selector("#auto-claim-note")
+    time.sleep(1)  # time for that beacon to arrive
+    assert claimed(desk) == [following]
+    assert "(you)" in page.inner_text("#item-claim")
+
+    page.click(".breadcrumbs >> text=Review workspace")
+    page.wait_for_url(f"**{OVERVIEW}")
+    assert claimed(desk) == []  # given back before the overview was made
+    assert "Continue:" not in page.inner_text("#content-main")
+    page.close()
+
+
+def test_an_auto_advance_claim_goes_back_when_the_reviewer_goes_elsewhere(browser, live_server, desk):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    land_on_an_auto_claim(page, live_server, desk)
+    page.goto(f"{live_server.url}/admin/")  # a typed address: the beacon gives it back
+    wait_until(lambda: claimed(desk) == [], 10, what="the claim released")
+    page.close()
+
+
+def test_logging_out_gives_an_auto_advance_claim_back(browser, live_server, desk):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    land_on_an_auto_claim(page, live_server, desk)
+    page.click("#logout-form button")
+    page.wait_for_url("**/logout/")
+    assert claimed(desk) == []
+    page.close()
+
+
+def test_a_claim_taken_on_purpose_stays_when_the_reviewer_looks_elsewhere(browser, live_server, desk):
+    item = ReviewItem.objects.get(external_id="ticket-0")
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    log_in(page, live_server, "reviewer", f"/admin/reviews/reviewitem/{item.pk}/review/")
+    page.click("#claim-button")
+    page.wait_for_selector("#release-button")
+    page.reload()
+    page.click(".claim-controls .safety-policy-link")
+    page.wait_for_url("**/safety-policy/**")
+    time.sleep(1)  # a beacon, if one were sent, would have arrived
+    assert claimed(desk) == ["ticket-0"]
+    page.goto(f"{live_server.url}{OVERVIEW}")
+    assert "Continue: ticket-0" in page.inner_text("#continue-claims")
+    page.close()
+
+
+def test_stop_reviewing_gives_the_claim_back(browser, live_server, desk):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    land_on_an_auto_claim(page, live_server, desk)
+    page.click("#release-button")  # "Stop reviewing"
+    page.wait_for_url(f"**{OVERVIEW}")
+    assert claimed(desk) == []
+    assert "Continue:" not in page.inner_text("#content-main")
+    page.close()

@@ -444,6 +444,12 @@ def test_the_item_page_links_to_its_timeline(client, compliance, refund):
     assert timeline_url(refund) in response.content.decode()
 
 
+def test_the_review_page_links_to_the_timeline(client, compliance, refund):
+    client.force_login(compliance)
+    response = client.get(reverse("admin:reviews_review", args=[refund.pk]))
+    assert f'href="{timeline_url(refund)}"' in response.content.decode()
+
+
 def test_the_page_holds_no_inline_style_or_script(client, compliance, refund):
     client.force_login(compliance)
     html = client.get(timeline_url(refund)).content.decode()

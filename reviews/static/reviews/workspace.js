@@ -142,19 +142,29 @@
   }
 
   // A long original is not in the page: the edit field loads it when the editor opens.
+  // The promise settles once every field is loaded (or could not be).
+  var editFieldLoads = [];
+
   function loadEditFields() {
     document.querySelectorAll("textarea[data-load]").forEach(function (area) {
       if (area.dataset.loading) return;
       area.dataset.loading = "yes";
-      fetchText(area.dataset.load).then(function (text) {
-        area.defaultValue = text;
-        area.value = text;
-        area.disabled = false;
-        var note = area.parentNode.querySelector(".edit-loading");
-        if (note) note.remove();
-        area.dispatchEvent(new Event("original"));
-      });
+      var note = area.parentNode.querySelector(".edit-loading");
+      editFieldLoads.push(
+        fetchText(area.dataset.load)
+          .then(function (text) {
+            area.defaultValue = text;
+            area.value = text;
+            area.disabled = false;
+            if (note) note.remove();
+            area.dispatchEvent(new Event("original"));
+          })
+          .catch(function () {
+            if (note) note.textContent = "Could not load it here: reload the page to try again.";
+          })
+      );
     });
+    return Promise.all(editFieldLoads);
   }
 
   function startLiveDiffs() {
@@ -213,31 +223,67 @@
     var hint = document.getElementById("decision-hint");
     var chosen = null;
 
-    // Codes that do not apply to the chosen decision are hidden and cannot be ticked (a
-    // disabled box is not sent); those that do are numbered for Shift+1..9.
+    function codeFits(label, action) {
+      return !action || (label.dataset.applies || "").split(/\s+/).indexOf(action) !== -1;
+    }
+
+    // The ticked codes that do not apply to `action` (what pressing its button would send).
+    function tickedMisfits(action) {
+      return Array.prototype.filter
+        .call(form.querySelectorAll(".reason-code"), function (label) {
+          var input = label.querySelector("input");
+          return input && input.checked && !input.disabled && !codeFits(label, action);
+        })
+        .map(function (label) {
+          return label.querySelector("input").value;
+        });
+    }
+
+    // Codes that do not apply to the chosen decision cannot be ticked (a disabled box is
+    // not sent) and are hidden, except one that was ticked: it is unticked but stays in
+    // sight, marked, with a note naming it, so nothing the reviewer chose vanishes unseen
+    // (and a server error about it names a code on the page). Those that apply are
+    // numbered for Shift+1..9.
     function filterReasonCodes(action) {
       var number = 0;
+      var unticked = [];
       form.querySelectorAll(".reason-code").forEach(function (label) {
-        var applies = (label.dataset.applies || "").split(/\s+/);
-        var fits = !action || applies.indexOf(action) !== -1;
+        var fits = codeFits(label, action);
         var input = label.querySelector("input");
         var key = label.querySelector(".code-key");
-        label.hidden = !fits;
-        if (input) {
-          input.disabled = !fits;
-          if (!fits) input.checked = false;
+        var notApplies = label.querySelector(".not-applies");
+        if (input && input.checked && !fits) {
+          input.checked = false;
+          unticked.push(input.value);
+          label.classList.add("dropped");
         }
+        if (fits) label.classList.remove("dropped");
+        var dropped = label.classList.contains("dropped");
+        label.hidden = !fits && !dropped;
+        if (notApplies) notApplies.hidden = fits;
+        if (input) input.disabled = !fits;
         if (key) {
           number += fits ? 1 : 0;
           key.hidden = !fits || number > 9;
           key.textContent = "\u21e7" + number;
         }
       });
+      var note = document.getElementById("codes-unticked");
+      if (note && unticked.length) {
+        note.textContent =
+          "Unticked " + unticked.join(", ") + ": " + (unticked.length > 1 ? "they do" : "it does") +
+          " not apply to " + action + ". Check the reason codes before you send.";
+        note.hidden = false;
+      } else if (note && !form.querySelector(".reason-code.dropped")) {
+        note.hidden = true;
+      }
+      return unticked;
     }
 
     function visibleReasonCodes() {
       return Array.prototype.filter.call(form.querySelectorAll(".reason-code"), function (label) {
-        return !label.hidden;
+        var input = label.querySelector("input");
+        return !label.hidden && !(input && input.disabled);
       });
     }
 
@@ -255,7 +301,16 @@
         if (area) area.open = true;
         var field = document.getElementById("edit-text") || document.getElementById("edit-params");
         if (field) {
+          var before = document.activeElement;
           field.focus();
+          if (field.disabled) {
+            // A long original is still loading into it: focus it once it is there, unless
+            // the reviewer has gone to another field meanwhile.
+            loadEditFields().then(function () {
+              var now = document.activeElement;
+              if (!now || now === before || now === document.body) field.focus();
+            });
+          }
           return;
         }
       }
@@ -289,9 +344,20 @@
       });
       var submitting = false;
       form.addEventListener("submit", function (event) {
-        if (submitting) event.preventDefault(); // a double click sends one decision
+        if (submitting) {
+          event.preventDefault(); // a double click sends one decision
+          return;
+        }
+        // A click on a decision button both chooses and sends. Codes ticked for another
+        // decision are never sent with it: the press only chooses, which unticks them with
+        // a note, and the reviewer checks and presses again.
+        var button = event.submitter;
+        if (button && button.name === "action" && tickedMisfits(button.value).length) {
+          event.preventDefault();
+          choose(button.value, true);
+          return;
+        }
         submitting = true;
-        form.dataset.submitted = "yes";
       });
       // Opening the editor is choosing to edit.
       var editor = document.getElementById("edit-area");
@@ -312,7 +378,7 @@
       var targets = {
         checklist: 'input[name="checklist"]',
         justification: "#justification",
-        reason_codes: ".reason-code:not([hidden]) input",
+        reason_codes: ".reason-code:not([hidden]) input:not(:disabled)",
         edited_output: "#edit-text",
         edited_action: "#edit-params",
         escalate_to: "#escalate-to"
@@ -381,23 +447,55 @@
 
   // --- Long values: "Show all" loads the rest, as text -------------------------------------
 
-  // The same characters the server marks (reviews/admin/presentation.py HIDDEN_CHARACTERS).
-  var HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]/g;
+  // The same characters the server marks, the same way (reviews/admin/presentation.py
+  // HIDDEN_CLASS, marked()): a run of one as one mark, ⟨U+200B⟩×3000, and at most MAX_MARKS
+  // marks in a value, its further hidden characters left out and counted in one mark, where
+  // that starts.
+  var HIDDEN_RUNS = /([\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb])\1*/g;
+  var MAX_MARKS = 50;
+
+  function hiddenMark(text) {
+    var mark = document.createElement("mark");
+    mark.className = "hidden-character";
+    mark.title = "Invisible characters the model wrote";
+    mark.textContent = text;
+    return mark;
+  }
 
   function fillMarked(element, text) {
     element.textContent = "";
+    var plain = "";
+    var marks = 0;
+    var leftOut = 0;
+    var summary = null;
     var last = 0;
-    text.replace(HIDDEN, function (character, offset) {
-      if (offset > last) element.appendChild(document.createTextNode(text.slice(last, offset)));
-      var mark = document.createElement("mark");
-      mark.className = "hidden-character";
-      var code = character.charCodeAt(0).toString(16).toUpperCase();
-      mark.textContent = "\u27e8U+" + ("0000" + code).slice(-4) + "\u27e9";
-      element.appendChild(mark);
-      last = offset + character.length;
-      return character;
-    });
-    if (last < text.length) element.appendChild(document.createTextNode(text.slice(last)));
+    var match;
+    HIDDEN_RUNS.lastIndex = 0;
+    while ((match = HIDDEN_RUNS.exec(text)) !== null) {
+      plain += text.slice(last, match.index);
+      last = match.index + match[0].length;
+      if (marks === MAX_MARKS) {
+        if (!summary) {
+          if (plain) element.appendChild(document.createTextNode(plain));
+          plain = "";
+          summary = element.appendChild(hiddenMark(""));
+        }
+        leftOut += match[0].length;
+        continue;
+      }
+      if (plain) element.appendChild(document.createTextNode(plain));
+      plain = "";
+      marks++;
+      var code = match[1].charCodeAt(0).toString(16).toUpperCase();
+      var run = match[0].length > 1 ? "\u00d7" + match[0].length : "";
+      element.appendChild(hiddenMark("\u27e8U+" + ("0000" + code).slice(-4) + "\u27e9" + run));
+    }
+    plain += text.slice(last);
+    if (plain) element.appendChild(document.createTextNode(plain));
+    if (summary) {
+      var words = leftOut.toLocaleString("en") + " more hidden character" + (leftOut > 1 ? "s" : "");
+      summary.textContent = "\u27e8" + words + " from here on, not shown\u27e9";
+    }
   }
 
   function startShowAll() {
@@ -425,27 +523,84 @@
     });
   }
 
-  // --- Claims: leaving the page gives the claim back -----------------------------------------
+  // --- Claims: leaving the page gives an auto-advance claim back ---------------------------
 
-  // The next item is claimed when a decision lands on it; a reviewer who leaves without
-  // deciding (another page, a closed tab) gives it back, so it does not sit locked for the
-  // length of a claim. Sending a decision or the claim/release forms is not leaving.
+  // After a decision the next item is claimed for the reviewer, and its page carries
+  // data-leave-url (a claim taken on purpose, with Claim or Review next, does not: it is
+  // never given back here). Leaving the page without deciding gives that claim back:
+  //  - a link or a form out of the page (breadcrumbs, the safety policy, log out) first
+  //    waits for the release, so the page it opens (the overview) never offers it;
+  //  - any other way out (a closed tab, a typed address) sends a beacon on pagehide. So
+  //    does a reload, after its new page was made: the server then ignores it, since only
+  //    the newest page's token releases (reviews/admin/workspace.py AUTO_CLAIMS).
+  // The forms of the page itself (decide, keep, stop reviewing) are not leaving.
   function startReleaseOnLeave() {
-    var page = document.querySelector("[data-release-url]");
-    var form = document.getElementById("decision-form");
-    var token = document.querySelector('input[name="csrfmiddlewaretoken"]');
-    if (!page || !token || !navigator.sendBeacon) return;
+    var page = document.querySelector("[data-leave-url]");
+    var csrf = document.querySelector('input[name="csrfmiddlewaretoken"]');
+    if (!page || !csrf || !window.fetch) return;
+    var released = false;
     var staying = false;
-    document.querySelectorAll("form").forEach(function (each) {
-      each.addEventListener("submit", function () {
-        staying = true;
+
+    function payload() {
+      var data = new FormData();
+      data.append("csrfmiddlewaretoken", csrf.value);
+      data.append("token", page.dataset.leaveToken);
+      return data;
+    }
+
+    function releaseThen(go) {
+      if (released) return go();
+      released = true;
+      var gone = false;
+      function once() {
+        if (gone) return;
+        gone = true;
+        go();
+      }
+      setTimeout(once, 3000); // a slow answer does not keep the reviewer here
+      var request = { method: "POST", body: payload(), credentials: "same-origin", keepalive: true };
+      fetch(page.dataset.leaveUrl, request).then(once, once);
+    }
+
+    var rawPath = page.dataset.rawUrl ? new URL(page.dataset.rawUrl, location.href).pathname : null;
+
+    document.addEventListener("click", function (event) {
+      if (released || event.defaultPrevented || event.button !== 0) return;
+      if (event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return; // a new tab or window
+      var link = event.target.closest ? event.target.closest("a[href]") : null;
+      if (!link || (link.target && link.target !== "_self") || link.hasAttribute("download")) return;
+      var url = new URL(link.href, location.href);
+      if (url.href.split("#")[0] === location.href.split("#")[0]) return; // within the page
+      if (url.pathname === rawPath) return; // the submission itself, as a download or as text
+      event.preventDefault();
+      releaseThen(function () {
+        location.assign(link.href);
       });
     });
+
+    document.addEventListener("submit", function (event) {
+      if (event.defaultPrevented) return; // not sent (a double click, codes to check)
+      var form = event.target;
+      if (page.contains(form)) {
+        staying = true;
+        return;
+      }
+      if (released) return;
+      event.preventDefault();
+      releaseThen(function () {
+        HTMLFormElement.prototype.submit.call(form);
+      });
+    });
+
     window.addEventListener("pagehide", function () {
-      if (staying || (form && form.dataset.submitted)) return;
-      var data = new FormData();
-      data.append("csrfmiddlewaretoken", token.value);
-      navigator.sendBeacon(page.dataset.releaseUrl, data);
+      if (staying || released || !navigator.sendBeacon) return;
+      released = true;
+      navigator.sendBeacon(page.dataset.leaveUrl, payload());
+    });
+
+    // Back to this page from the browser's cache after leaving it: show the claim as it is now.
+    window.addEventListener("pageshow", function (event) {
+      if (event.persisted && released) location.reload();
     });
   }
 
