@@ -220,3 +220,22 @@ def test_concurrent_decisions_make_one_unbroken_chain(integration, queue):
         range(1, 11)
     )
     assert chain.verify().ok
+
+
+def test_the_admin_index_shows_the_last_check_to_those_who_read_the_audit_log(
+    client, history, compliance, reviewer, policy_admin
+):
+    client.force_login(compliance)
+    assert "has not been checked yet" in client.get("/admin/").content.decode()
+    services.run_audit_check()
+    page = client.get("/admin/").content.decode()
+    assert f"Audit trail intact: {AuditSeal.objects.count()} sealed records verified" in page
+    with triggers_off() as cursor:
+        cursor.execute("UPDATE reviews_decision SET justification = 'x' WHERE id = %s", [history[0].pk])
+    services.run_audit_check()
+    page = client.get("/admin/").content.decode()
+    assert "Audit trail broken" in page and f"reviews.Decision {history[0].pk}" in page
+    for person in (reviewer, policy_admin):
+        client.force_login(person)
+        page = client.get("/admin/").content.decode()
+        assert 'id="audit-check"' not in page and "Audit log" not in page
