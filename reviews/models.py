@@ -411,8 +411,8 @@ class ReviewItemQuerySet(models.QuerySet):
         return self.order_by("priority", "due_at", "created_at")
 
     def visible_to_integration(self, integration: Integration) -> ReviewItemQuerySet:
-        # Spot-check copies are internal: they never show in the integration's list.
-        return self.filter(integration=integration, spot_check_of__isnull=True)
+        # Spot-check copies and gold items are internal: never in the integration's list.
+        return self.filter(integration=integration, spot_check_of__isnull=True, gold__isnull=True)
 
     def reviewable_by(self, user) -> ReviewItemQuerySet:
         if user.is_superuser:
@@ -507,6 +507,13 @@ class ReviewItem(models.Model):
             models.Index(fields=["integration", "external_id"], name="item_integration_external"),
             models.Index(fields=["created_at"], name="item_created"),
             models.Index(fields=["decided_at"], name="item_decided"),
+            # Metrics: what each queue decided (or let expire) in a window, and how long it
+            # took, read from the index alone (metrics.selectors).
+            models.Index(
+                fields=["queue", "decided_at"],
+                include=["status", "entered_queue_at", "due_at"],
+                name="item_queue_decided",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -554,6 +561,20 @@ class ReviewItem(models.Model):
     @property
     def is_spot_check(self) -> bool:
         return self.spot_check_of_id is not None
+
+    @property
+    def is_gold(self) -> bool:
+        """A gold item: seeded with a known right answer to measure review quality."""
+        try:
+            return self.gold is not None
+        except GoldAnswer.DoesNotExist:
+            return False
+
+    @property
+    def never_executes(self) -> bool:
+        """Spot-check copies are reviewed after the fact and gold items only measure
+        reviewers: approving either runs nothing."""
+        return self.is_spot_check or self.is_gold
 
     def claim_is_active(self, now=None) -> bool:
         now = now or timezone.now()
@@ -629,7 +650,13 @@ class Decision(models.Model):
         indexes = [
             models.Index(fields=["created_at"], name="decision_created"),  # the list, newest first
             models.Index(fields=["queue", "created_at"], name="decision_queue_created"),
-            models.Index(fields=["reviewer", "created_at"], name="decision_reviewer_created"),
+            # Covering, for the metrics: each reviewer's decisions in a window, read in
+            # reviewer order from the index alone (and the counts by queue and action).
+            models.Index(
+                fields=["reviewer", "created_at"],
+                include=["queue", "seconds_spent", "action"],
+                name="decision_reviewer_created",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(justification=""), name="decision_justification_required"),
@@ -661,6 +688,47 @@ class Decision(models.Model):
     @property
     def is_approval(self) -> bool:
         return self.action in (DecisionAction.APPROVE, DecisionAction.EDIT)
+
+
+class GoldAnswer(models.Model):
+    """The known right answer of a gold item: a copy of an earlier item seeded into a
+    queue, reviewed like any other (nothing on the item tells it apart), never
+    executed and never reported to the integration. Kept apart from the item so
+    that no page or answer a reviewer sees carries it."""
+
+    class Answer(models.TextChoices):
+        APPROVE = "approve", "Approve (an edit agrees too)"
+        REJECT = "reject", "Reject"
+
+    item = models.OneToOneField(ReviewItem, on_delete=models.PROTECT, related_name="gold")
+    answer = models.CharField(max_length=10, choices=Answer.choices)
+    copied_from = models.ForeignKey(
+        ReviewItem,
+        on_delete=models.PROTECT,
+        related_name="gold_copies",
+        help_text="The item it was copied from.",
+    )
+    note = models.TextField(
+        blank=True, help_text="Why this is the right answer (for compliance, not reviewers)."
+    )
+    seeded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    history = audited_history()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(answer__in=["approve", "reject"]), name="gold_answer_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Gold answer {self.get_answer_display().lower()} for {self.item_id}"
+
+    def agrees_with(self, action: str) -> bool:
+        if self.answer == self.Answer.APPROVE:
+            return action in (DecisionAction.APPROVE, DecisionAction.EDIT)
+        return action == DecisionAction.REJECT
 
 
 # --- Feedback: backlog items and incidents ---------------------------------------------------

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from reviews.admin import audit, deliveries, items, records, setup
+from reviews.admin import audit, deliveries, items, quality, records, setup
 from reviews.admin.base import GuardedAdmin
 
-__all__ = ["audit", "deliveries", "items", "records", "setup"]
+__all__ = ["audit", "deliveries", "items", "quality", "records", "setup"]
 
 admin.site.site_header = "HITL review gates"
 admin.site.site_title = "HITL review gates"

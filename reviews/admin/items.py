@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from reviews import services
 from reviews.access import readable_queues, sees_everything
 from reviews.admin.base import QueueFilter, QueueScopedAdmin, ReadOnlyHistoryAdmin, parse_id
+from reviews.admin.quality import seed_gold_items
 from reviews.admin.timeline import timeline_urls
 from reviews.admin.workspace import workspace_urls
 from reviews.delivery import worker as delivery
@@ -111,7 +112,7 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
         *(field.name for field in ReviewItem._meta.get_fields() if field.concrete and not field.many_to_many),
         "deliveries",
     ]
-    actions = ["bulk_approve", "retry_failed_deliveries"]
+    actions = ["bulk_approve", "retry_failed_deliveries", seed_gold_items]
 
     class Media:
         css = {"all": ["reviews/admin.css"]}
@@ -190,6 +191,9 @@ class ReviewItemAdmin(QueueScopedAdmin, ReadOnlyHistoryAdmin):
 
     def has_review_permission(self, request) -> bool:
         return Queue.objects.reviewable_by(request.user).exists()
+
+    def has_seed_gold_permission(self, request) -> bool:
+        return request.user.is_superuser
 
     @admin.display(description="Deliveries (callbacks and action execution)")
     def deliveries(self, item):

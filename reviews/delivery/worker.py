@@ -117,6 +117,8 @@ def execution_problem(message: OutboxMessage) -> str:
         return f"the item is {item.get_status_display().lower()}, not approved"
     if item.is_spot_check:
         return "spot checks are never executed"
+    if item.is_gold:
+        return "gold items are never executed"
     if item.execution_status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
         return f"execution is {item.get_execution_status_display().lower()}"
     action = message.payload.get("data", {}).get("action")

@@ -8,6 +8,7 @@ integrations make (SPEC sections 3 and 4), one module per concern:
 - `deadlines`: at-risk flags and SLA timeouts;
 - `feedback`: backlog items and incidents;
 - `audit`: verifying the audit trail's hash chains;
+- `quality`: gold items, for measuring review quality;
 - `transitions`: the moves those are made of (lock, enter a queue, escalate, close).
 
 The admin, the REST API, management commands and Celery tasks all call these
@@ -32,6 +33,7 @@ from reviews.services.integrations import (
     rotate_webhook_secret,
     unsafe_url_errors,
 )
+from reviews.services.quality import seed_gold_item
 from reviews.services.submission import SubmitResult, cancel, request_fingerprint, submit_item
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "issue_api_key",
     "release",
     "run_audit_check",
+    "seed_gold_item",
     "report_incident",
     "request_fingerprint",
     "revoke_api_key",

@@ -128,7 +128,8 @@ def decide(
 
         if action == DecisionAction.REJECT:
             logger.info("Item %s rejected by %s: %s", item.pk, user, justification)
-        raise_backlog_items(decision, codes)
+        if not item.is_gold:  # a copy of an earlier item: its root cause is already counted
+            raise_backlog_items(decision, codes)
         if action == DecisionAction.REJECT and item.is_spot_check:
             incident_from_spot_check(item, decision)
         chain.seal(decision)  # last: it takes the chain's lock, after every other lock

@@ -81,8 +81,8 @@ def approve_as_is(item: ReviewItem, status: str, now: datetime) -> None:
     item.final_output = item.output
     item.final_action = item.action
     item.decided_at = now
-    # Spot-check copies are reviewed after the fact: deciding them never executes.
-    needs_execution = item.kind == ItemKind.ACTION and not item.is_spot_check
+    # Spot-check copies and gold items: deciding them never executes anything.
+    needs_execution = item.kind == ItemKind.ACTION and not item.never_executes
     item.execution_status = ExecutionStatus.PENDING if needs_execution else ExecutionStatus.NOT_REQUIRED
 
 
