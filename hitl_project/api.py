@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from django.urls import path
+from django.urls import include, path
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
@@ -23,6 +23,7 @@ urlpatterns = [
     *router.urls,
     path("evaluate/", EvaluateView.as_view(), name="evaluate"),
     path("incidents/", IncidentView.as_view(), name="incidents"),
+    path("metrics/", include("metrics.api")),  # named here, never imported: metrics is a leaf
     path("audit/events/", AuditEventsView.as_view(), name="audit-events"),
 ]
 

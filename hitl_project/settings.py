@@ -343,6 +343,7 @@ HITL_OUTBOX_REDISPATCH_SECONDS = env_int("HITL_OUTBOX_REDISPATCH_SECONDS", 30)
 # decisions wait for the outbox sweep (reviews.delivery.outbox).
 HITL_CACHE_RETRY_SECONDS = env_int("HITL_CACHE_RETRY_SECONDS", 30)
 HITL_BROKER_RETRY_SECONDS = env_int("HITL_BROKER_RETRY_SECONDS", 30)
+HITL_METRICS_TOKEN = os.environ.get("HITL_METRICS_TOKEN", "").strip()  # GET /metrics bearer token; unset: 404
 
 LOGGING = {
     "version": 1,

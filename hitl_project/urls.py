@@ -26,4 +26,5 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs/", api_docs, name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", include("metrics.prometheus")),  # Prometheus, behind HITL_METRICS_TOKEN
 ]

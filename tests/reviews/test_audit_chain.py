@@ -187,7 +187,7 @@ def test_the_daily_task_records_its_result_with_its_actor(history):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_decisions_make_one_unbroken_chain(integration, queue):
     """Ten reviewers decide at once: the chain's lock keeps one seal per place."""
     from tests.conftest import make_reviewer
