@@ -360,3 +360,6 @@ LOGGING = {
     # No handler of its own: Django's default one (debug only) writes messages raw, and twice.
     "loggers": {"django": {"handlers": [], "level": "INFO"}, "django.db.backends": {"level": "INFO"}},
 }
+# Feedback export files: written by the worker, downloaded through the web process
+# (both must see this folder: a shared volume when they run on different machines).
+HITL_EXPORTS_DIR = Path(os.environ.get("HITL_EXPORTS_DIR") or BASE_DIR / "exports")

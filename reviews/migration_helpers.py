@@ -3,6 +3,7 @@ touch no current model class, so they keep working as the models change."""
 
 from __future__ import annotations
 
+from django.db import migrations
 from django.db.models import OuterRef, Subquery
 
 
@@ -31,3 +32,26 @@ def backfill_actor_names(app_label, model_names):
         paused_triggers(schema_editor, [model._meta.db_table for model in models_], fill)
 
     return backfill
+
+
+def append_only(*tables):
+    """A RunPython operation that puts the append-only trigger (the function
+    `hitl_append_only`, from reviews 0008) on `tables`, on PostgreSQL; reversible."""
+
+    def add(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        for table in tables:
+            schema_editor.execute(f'DROP TRIGGER IF EXISTS "{table}_append_only" ON "{table}"')
+            schema_editor.execute(
+                f'CREATE TRIGGER "{table}_append_only" BEFORE UPDATE OR DELETE ON "{table}" '
+                "FOR EACH ROW EXECUTE FUNCTION hitl_append_only()"
+            )
+
+    def drop(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        for table in tables:
+            schema_editor.execute(f'DROP TRIGGER IF EXISTS "{table}_append_only" ON "{table}"')
+
+    return migrations.RunPython(add, drop)

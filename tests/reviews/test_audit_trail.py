@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 
+from metrics.models import FeedbackExport
 from policies.models import GateRule
 from reviews import services, tasks
 from reviews.audit import history_sources
@@ -425,6 +426,9 @@ def a_row_in_every_table(integration, queue, reviewer, receiver):
     services.report_incident(item=approved, severity="low", description="Slipped through.", user=reviewer)
     services.issue_api_key(integration=integration)
     services.run_audit_check()
+    FeedbackExport.objects.create(format="jsonl", requested_by=reviewer)
+    root = User.objects.create(username="root", is_superuser=True)
+    services.seed_gold_item(item=rejected, queue=queue, answer="reject", user=root)
 
 
 @pytest.mark.postgres
