@@ -28,6 +28,7 @@ from reviews.api.authentication import integration_of
 from reviews.api.views import ERROR_RESPONSES
 from reviews.audit import DATE_HELP, AuditFilterForm, all_audit_events
 from reviews.models import ActorKind
+from reviews.spreadsheet import safe_cell
 
 CSV_COLUMNS = ("at", "actor_kind", "actor", "model", "object_id", "item", "event", "changes", "reason")
 FORMATS = {
@@ -70,19 +71,18 @@ def csv_lines(events: Iterable[dict]) -> Iterator[str]:
     writer = csv.writer(_Line())
     yield writer.writerow(CSV_COLUMNS)
     for event in events:
-        yield writer.writerow(
-            [
-                event["at"],
-                event["actor"]["kind"],
-                event["actor"]["name"],
-                event["model"],
-                event["object_id"],
-                event["item"] or "",
-                event["event"],
-                json.dumps(event["changes"], ensure_ascii=False, cls=DjangoJSONEncoder),
-                event["reason"] or "",
-            ]
-        )
+        cells = [
+            event["at"],
+            event["actor"]["kind"],
+            event["actor"]["name"],
+            event["model"],
+            event["object_id"],
+            event["item"],
+            event["event"],
+            json.dumps(event["changes"], ensure_ascii=False, cls=DjangoJSONEncoder),
+            event["reason"],
+        ]
+        yield writer.writerow([safe_cell(cell) for cell in cells])
 
 
 AuditEventSerializer = inline_serializer(
@@ -128,7 +128,8 @@ PARAMETERS = [
 EXPORT_DESCRIPTION = (
     "Newest first. JSON Lines: one event a line (this schema). CSV: a header row ("
     + ", ".join(CSV_COLUMNS)
-    + "), then one event a row, `changes` as JSON. An attachment named audit-events-<date>."
+    + "), then one event a row, `changes` as JSON, and a cell that a spreadsheet would run as a "
+    "formula (starting with =, +, -, @) prefixed with '. An attachment named audit-events-<date>."
 )
 
 

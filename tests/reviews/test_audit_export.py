@@ -83,6 +83,26 @@ def test_csv_has_the_spec_columns_and_changes_as_json(compliance_client, story):
         assert record["reason"] == (event["reason"] or "")
 
 
+def test_a_csv_cell_a_spreadsheet_would_run_is_defused_and_jsonl_keeps_it(
+    compliance_client, integration, queue, reviewer
+):
+    queue.name = '=HYPERLINK("https://evil.example","open")'
+    queue._change_reason = "@SUM(A1)"
+    queue.save()
+    rows = list(
+        csv.reader(
+            io.StringIO(body(compliance_client.get(EXPORT, {"format": "csv", "model": "reviews.queue"})))
+        )
+    )
+    record = dict(zip(CSV_HEADER, rows[1], strict=True))
+    assert record["reason"] == "'@SUM(A1)"
+    assert json.loads(record["changes"])["name"][1].startswith(
+        "=HYPERLINK"
+    )  # inside JSON: not a formula cell
+    [latest, *_] = jsonl(compliance_client.get(EXPORT, {"model": "reviews.queue"}))
+    assert latest["reason"] == "@SUM(A1)"
+
+
 @pytest.mark.parametrize(
     "params, expected",
     [
