@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from policies.backtest_admin import backtest_selected, backtest_view
 from policies.models import VALUELESS_OPERATORS, GateCondition, GateRule, Match, Mode, Operator, Outcome
 from policies.services import record_new_rule, record_rule_change
 from reviews.admin.base import ReadOnlyHistoryAdmin
@@ -207,6 +208,7 @@ class GateRuleAdmin(ReadOnlyHistoryAdmin):
     ]
     inlines = [GateConditionInline]
     change_list_template = "admin/policies/gaterule/change_list.html"
+    actions = [backtest_selected]
 
     def save_model(self, request, obj, form, change):
         # The version (the history row) is written once the conditions are saved too.
@@ -226,7 +228,16 @@ class GateRuleAdmin(ReadOnlyHistoryAdmin):
             self.admin_site.admin_view(self.safety_policy_view),
             name="policies_safety_policy",
         )
-        return [safety_policy, *super().get_urls()]
+        backtest = path(
+            "<path:object_id>/backtest/",
+            self.admin_site.admin_view(self.backtest_view),
+            name="policies_gaterule_backtest",
+        )
+        return [safety_policy, backtest, *super().get_urls()]
+
+    def backtest_view(self, request, object_id):
+        """The rule backtested over a past window (`policies.backtest_admin`)."""
+        return backtest_view(self, request, object_id)
 
     def safety_policy_view(self, request):
         """The rules in force in plain English, so engineers know when outputs get queued."""

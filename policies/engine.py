@@ -405,12 +405,33 @@ def apply_rules(
     rules: Iterable[CompiledRule], submission: Any, *, item_id: Any, integration_slug: str
 ) -> GateDecision:
     """Apply compiled rules: every enforced match is recorded, the strongest outcome wins."""
+    applied = applying_rules(rules, submission, item_id=item_id, integration_slug=integration_slug)
+    return decide(applied, submission, integration_slug=integration_slug)
+
+
+def applying_rules(
+    rules: Iterable[CompiledRule], submission: Any, *, item_id: Any, integration_slug: str
+) -> list[CompiledRule]:
+    """The rules that take part in the decision on a submission (matched, and sampled in), in
+    priority order. Apart from `decide` so a backtest tests each rule once for two rule sets."""
     body = submission if isinstance(submission, dict) else {}
     key = _item_key(item_id)
     ordered = sorted(rules, key=lambda r: (r.priority, r.name))
-    applied = [r for r in ordered if r.matches(body, integration_slug) and r.samples_in(key)]
-    enforced = [r for r in applied if r.enforced]
-    shadow = [r.snapshot_for(body, integration_slug) for r in applied if not r.enforced]
+    return [r for r in ordered if r.matches(body, integration_slug) and r.samples_in(key)]
+
+
+def decide(
+    applied: Iterable[CompiledRule], submission: Any, *, integration_slug: str, snapshots: bool = True
+) -> GateDecision:
+    """The decision once `applied` (see `applying_rules`) is known: outcome precedence and queue.
+
+    Without `snapshots`, matched_rules and shadow_matches stay empty (a backtest needs
+    only the outcome and the queue).
+    """
+    body = submission if isinstance(submission, dict) else {}
+    ordered = sorted(applied, key=lambda r: (r.priority, r.name))
+    enforced = [r for r in ordered if r.enforced]
+    shadow = [r.snapshot_for(body, integration_slug) for r in ordered if not r.enforced] if snapshots else []
     if not enforced:
         return GateDecision(Outcome.AUTO_APPROVE.value, ItemStatus.AUTO_APPROVED.value, shadow_matches=shadow)
 
@@ -428,7 +449,7 @@ def apply_rules(
         queue=winner.queue if review else None,
         spot_check_queue=winner.queue if spot_check else None,
         risk_level=max((r.risk_level for r in enforced), key=lambda level: RISK_RANK.get(level, 0)),
-        matched_rules=[r.snapshot_for(body, integration_slug) for r in enforced],
+        matched_rules=[r.snapshot_for(body, integration_slug) for r in enforced] if snapshots else [],
         shadow_matches=shadow,
     )
 
