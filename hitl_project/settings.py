@@ -344,6 +344,15 @@ HITL_OUTBOX_REDISPATCH_SECONDS = env_int("HITL_OUTBOX_REDISPATCH_SECONDS", 30)
 HITL_CACHE_RETRY_SECONDS = env_int("HITL_CACHE_RETRY_SECONDS", 30)
 HITL_BROKER_RETRY_SECONDS = env_int("HITL_BROKER_RETRY_SECONDS", 30)
 HITL_METRICS_TOKEN = os.environ.get("HITL_METRICS_TOKEN", "").strip()  # GET /metrics bearer token; unset: 404
+# The origin people reach this service at (https://hitl.example.com), for links in what is
+# sent without a request to build them from: the `review_url` in webhook bodies. Unset,
+# those links are paths (/admin/reviews/reviewitem/<id>/review/); API answers always
+# carry absolute links, built from the request.
+HITL_PUBLIC_URL = os.environ.get("HITL_PUBLIC_URL", "").strip().rstrip("/")
+if HITL_PUBLIC_URL and not HITL_PUBLIC_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"HITL_PUBLIC_URL must start with http:// or https://, not {HITL_PUBLIC_URL!r}"
+    )
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
@@ -37,6 +39,19 @@ class DecisionSerializer(serializers.ModelSerializer):
         return list(decision.cited_codes)
 
 
+def review_url(item_id, request=None) -> str:
+    """The item's review page in the admin (SPEC section 10 amendments).
+
+    Absolute from the request in API answers; without one (webhook bodies, written
+    by a service or a task) from HITL_PUBLIC_URL, or a path when that is unset.
+    """
+    path = reverse("admin:reviews_review", args=[item_id])
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return settings.HITL_PUBLIC_URL + path
+
+
+# API answers pass `context={"request": request}`, so that `review_url` is absolute.
 class ItemSerializer(serializers.ModelSerializer):
     queue = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
@@ -50,6 +65,7 @@ class ItemSerializer(serializers.ModelSerializer):
     final_output = serializers.JSONField(allow_null=True)
     final_action = serializers.JSONField(allow_null=True)
     decisions = DecisionSerializer(many=True, read_only=True)
+    review_url = serializers.SerializerMethodField()
 
     class Meta:
         model = ReviewItem
@@ -75,8 +91,12 @@ class ItemSerializer(serializers.ModelSerializer):
             "decisions",
             "created_at",
             "decided_at",
+            "review_url",
         ]
         read_only_fields = fields
+
+    def get_review_url(self, item: ReviewItem) -> str:
+        return review_url(item.pk, self.context.get("request"))
 
 
 # Left out of list pages: each may be up to HITL_MAX_SUBMISSION_BYTES, and a page of 200
@@ -93,6 +113,7 @@ class ItemSummarySerializer(ItemSerializer):
 
 
 def item_representation(item: ReviewItem) -> dict:
-    """The item as `GET /api/v1/items/{id}/` shows it, as plain JSON (webhook bodies)."""
+    """The item as `GET /api/v1/items/{id}/` shows it, as plain JSON (webhook bodies;
+    `review_url` from HITL_PUBLIC_URL, since there is no request to build it from)."""
     item = ReviewItem.objects.select_related("queue", "claimed_by").get(pk=item.pk)
     return json.loads(JSONRenderer().render(ItemSerializer(item).data))

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from reviews.models import DecisionAction, Incident, ItemKind, ReviewItem
-from reviews.representation import DecisionSerializer, ItemSerializer, JSONObjectField
+from reviews.representation import DecisionSerializer, ItemSerializer, JSONObjectField, review_url
 from reviews.webhooks.urlguard import UnsafeURL, check_outbound_url
 
 MAX_EXTERNAL_ID = 255
@@ -140,6 +140,7 @@ class SubmitResponseSerializer(serializers.Serializer):
     matched_rules = MatchedRuleSerializer(many=True)
     due_at = serializers.DateTimeField(allow_null=True)
     url = serializers.URLField()
+    review_url = serializers.URLField()
 
     @staticmethod
     def for_item(item: ReviewItem, request, *, as_submitted: bool = False) -> dict:
@@ -153,6 +154,7 @@ class SubmitResponseSerializer(serializers.Serializer):
             "matched_rules": rule_summaries(item.matched_rules),
             "due_at": state.due_at,
             "url": request.build_absolute_uri(reverse("api:item-detail", args=[item.pk])),
+            "review_url": review_url(item.pk, request),
         }
 
 
@@ -215,4 +217,4 @@ class DecisionResultSerializer(DecisionSerializer):
         fields = ["id", *DecisionSerializer.Meta.fields, "item"]
 
     def get_item(self, decision) -> dict:
-        return ItemSerializer(self.context["item"]).data
+        return ItemSerializer(self.context["item"], context=self.context).data

@@ -192,7 +192,7 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def cancel(self, request, pk=None):
         """Withdraw an item while it is pending or in review."""
         item = services.cancel(item=self.get_object(), integration=integration_of(request))
-        return Response(ItemSerializer(self.get_queryset().get(pk=item.pk)).data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=item.pk)).data)
 
     @extend_schema(
         request=None,
@@ -207,7 +207,7 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def release(self, request, pk=None):
         """Give a claim back; the item is pending again for anyone."""
         item = services.release(item=self.get_object(), user=request.user)
-        return Response(ItemSerializer(self.get_queryset().get(pk=item.pk)).data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=item.pk)).data)
 
     @extend_schema(
         request=DecisionInputSerializer,
@@ -238,7 +238,8 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         )
         item = self.get_queryset().get(pk=item.pk)
         return Response(
-            DecisionResultSerializer(decision, context={"item": item}).data, status=status.HTTP_201_CREATED
+            DecisionResultSerializer(decision, context={"item": item, "request": request}).data,
+            status=status.HTTP_201_CREATED,
         )
 
 
@@ -275,7 +276,8 @@ class QueueViewSet(viewsets.GenericViewSet):
         item = services.claim_next(queue=queue, user=request.user)
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(ItemSerializer(scoped_items(request).get(pk=item.pk)).data)
+        item = scoped_items(request).get(pk=item.pk)
+        return Response(ItemSerializer(item, context={"request": request}).data)
 
 
 class EvaluateView(APIView):

@@ -100,7 +100,7 @@ def test_submit_held_for_review_answers_201_with_the_queue(api, review_all):
     response = api.post(ITEMS, submission())
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "status", "queue", "matched_rules", "due_at", "url"}
+    assert set(body) == {"id", "status", "queue", "matched_rules", "due_at", "url", "review_url"}
     assert body["status"] == "pending" and body["queue"] == "general"
     assert body["matched_rules"] == [{"id": review_all.pk, "name": "Review everything", "outcome": "review"}]
     assert body["due_at"] and body["url"].endswith(f"/api/v1/items/{body['id']}/")
@@ -119,7 +119,7 @@ def test_submitted_item_is_readable_with_its_representation(api, review_all):
     assert set(body) == {
         "id", "external_id", "kind", "status", "queue", "input", "output", "action", "context", "signals",
         "metadata", "matched_rules", "due_at", "claimed_by", "claim_expires_at", "final_output",
-        "final_action", "execution_status", "decisions", "created_at", "decided_at",
+        "final_action", "execution_status", "decisions", "created_at", "decided_at", "review_url",
     }  # fmt: skip
     assert body["action"]["type"] == "payment.refund"
     assert body["final_action"] is None and body["decisions"] == []
