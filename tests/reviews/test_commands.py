@@ -46,6 +46,13 @@ def test_create_integration_prints_the_key_and_secret_once_and_stores_a_hash(db)
     assert ApiKey.split_key(key) == (stored.prefix, key)
 
 
+def test_create_integration_can_make_an_integration_that_only_records_actions(db):
+    run("create_integration", "Agent", "--record-actions")
+    run("create_integration", "Webhooks")
+    assert Integration.objects.get(slug="agent").action_delivery == Integration.ActionDelivery.RECORD
+    assert Integration.objects.get(slug="webhooks").action_delivery == Integration.ActionDelivery.WEBHOOK
+
+
 def test_create_integration_refuses_a_duplicate_and_a_bad_url(db):
     run("create_integration", "Support bot")
     with pytest.raises(CommandError, match="already exists"):

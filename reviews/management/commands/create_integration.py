@@ -7,6 +7,7 @@ from django.core.validators import URLValidator
 from reviews import services
 from reviews.exceptions import DomainError
 from reviews.management.audited import AuditedCommand
+from reviews.models import Integration
 
 
 class Command(AuditedCommand):
@@ -17,8 +18,14 @@ class Command(AuditedCommand):
         parser.add_argument("--slug", default="")
         parser.add_argument("--callback-url", default="")
         parser.add_argument("--action-url", default="")
+        parser.add_argument(
+            "--record-actions",
+            action="store_true",
+            help="approved actions are only recorded, never sent: for agents that run the tool "
+            "themselves once approved (the Python client's gate decorator and adapters)",
+        )
 
-    def handle(self, *args, name, slug, callback_url, action_url, **options):
+    def handle(self, *args, name, slug, callback_url, action_url, record_actions, **options):
         validate = URLValidator(schemes=["http", "https"])
         for label, url in (("--callback-url", callback_url), ("--action-url", action_url)):
             if url:
@@ -26,9 +33,14 @@ class Command(AuditedCommand):
                     validate(url)
                 except ValidationError as exc:
                     raise CommandError(f"{label}: {url!r} is not an http(s) URL.") from exc
+        delivery = Integration.ActionDelivery
         try:
             integration, key = services.create_integration(
-                name=name, slug=slug, callback_url=callback_url, action_url=action_url
+                name=name,
+                slug=slug,
+                callback_url=callback_url,
+                action_url=action_url,
+                action_delivery=delivery.RECORD if record_actions else delivery.WEBHOOK,
             )
         except DomainError as exc:
             raise CommandError(exc.detail) from exc
