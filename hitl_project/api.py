@@ -24,6 +24,7 @@ urlpatterns = [
     path("evaluate/", EvaluateView.as_view(), name="evaluate"),
     path("incidents/", IncidentView.as_view(), name="incidents"),
     path("metrics/", include("metrics.api")),  # named here, never imported: metrics is a leaf
+    path("exports/", include("metrics.api_exports")),  # likewise
     path("audit/events/", AuditEventsView.as_view(), name="audit-events"),
 ]
 

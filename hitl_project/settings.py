@@ -344,6 +344,9 @@ HITL_OUTBOX_REDISPATCH_SECONDS = env_int("HITL_OUTBOX_REDISPATCH_SECONDS", 30)
 HITL_CACHE_RETRY_SECONDS = env_int("HITL_CACHE_RETRY_SECONDS", 30)
 HITL_BROKER_RETRY_SECONDS = env_int("HITL_BROKER_RETRY_SECONDS", 30)
 HITL_METRICS_TOKEN = os.environ.get("HITL_METRICS_TOKEN", "").strip()  # GET /metrics bearer token; unset: 404
+# Minutes between the backlog snapshots beat takes for the dashboard's trend (metrics.take_snapshots;
+# hitl_project/celery.py reads the same variable), and the step of `backfill_snapshots`.
+HITL_SNAPSHOT_MINUTES = env_int("HITL_SNAPSHOT_MINUTES", 15)
 # The origin people reach this service at (https://hitl.example.com), for links in what is
 # sent without a request to build them from: the `review_url` in webhook bodies. Unset,
 # those links are paths (/admin/reviews/reviewitem/<id>/review/); API answers always

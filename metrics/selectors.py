@@ -55,28 +55,36 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import (
     Aggregate,
+    Case,
     Count,
+    DateTimeField,
     Exists,
     F,
     FloatField,
     Func,
+    Max,
     Min,
     OuterRef,
     Q,
     QuerySet,
+    RowRange,
     Sum,
+    Value,
+    When,
     Window,
 )
-from django.db.models.functions import Abs, Least, RowNumber
+from django.db.models.functions import Abs, Floor, Least, RowNumber
 from django.utils import timezone
 
+from metrics.models import QueueSnapshot
+from policies.models import GateRule
 from reviews.models import (
     Decision,
     DecisionAction,
@@ -491,3 +499,448 @@ def prometheus_figures(now: datetime | None = None) -> PrometheusFigures:
         elif queue_id in gauges:
             gauges[queue_id].outbox[(kind, state)] = n
     return PrometheusFigures(queues=list(gauges.values()), unqueued_outbox=unqueued)
+
+
+# === The dashboard ================================================================================
+#
+# What the admin dashboard (metrics/dashboard.py), the snapshot task and the weekly summary
+# read, beyond the metrics answer. Same rules as above: grouped aggregates in the database, a
+# fixed number of queries whatever the number of queues or decisions, and, for a window, the
+# decisions made in it in the queues given (`Decision.queue`: where the reviewer decided).
+#
+# - **Backlog at a moment** (`backlog_at`): the items that had entered their queue at or before
+#   the moment and were not yet closed then (`decided_at` unset or later): what was open. Read
+#   from each item's own timestamps, so past moments can be reconstructed (`backfill_snapshots`)
+#   and the present one is exactly the open items. What the row no longer records is lost: an
+#   item counts in its current queue from when it entered it (before an escalation it was in
+#   another queue, which no longer counts it), and `in_review` knows only claims still held
+#   (a claim that has ended since counts as pending).
+# - **Workload**: each reviewer's decisions in each queue (every action), the time they spent
+#   (the sum of `seconds_spent`, from taking the claim to deciding), and their share of the
+#   queue's decisions. **Overload**: in a queue with at least `OVERLOAD_MIN_DECISIONS`
+#   decisions in the window and at least two reviewers, a reviewer whose share is above
+#   `OVERLOAD_FACTOR` times the even share (1 / the number of reviewers who decided there).
+# - **Rubber-stamping, fast reviews**: in a queue, among the decisions made under a claim
+#   (`seconds_spent` known), a reviewer with at least `FAST_MIN_DECISIONS` of them whose
+#   median time is below the queue's 10th percentile, or below a quarter of the queue's
+#   median (percentiles as `percentile_cont`, over every reviewer's timed decisions there).
+# - **Rubber-stamping, approval runs**: a reviewer's decisions in a queue in time order; a run
+#   is consecutive approvals (`approve`: an edit, a rejection or an escalation ends it).
+#   Flagged when the longest run in the window reaches `APPROVAL_RUN_FLAG`; the current run is
+#   the one their latest decision ends.
+# - **Incidents that slipped past reviewers**: incidents created in the window whose
+#   `decision` (the decision that let the item through) was made in these queues; counted by
+#   that decision's queue and reviewer.
+
+OVERLOAD_FACTOR = 1.5
+OVERLOAD_MIN_DECISIONS = 10
+FAST_MIN_DECISIONS = 5
+FAST_PERCENTILE = 0.1
+FAST_MEDIAN_FRACTION = 0.25
+APPROVAL_RUN_FLAG = 20
+TREND_POINTS = 120  # at most this many points per queue on a trend chart
+INCIDENT_LIST_LIMIT = 50
+WEEK = timedelta(days=7)
+
+
+def _grouped_percentiles(
+    rows: QuerySet, *, keys: Sequence[str], value, fractions: Sequence[float]
+) -> dict[tuple, dict[float, float]]:
+    """`{(key values...): {fraction: value}}` for each group of `rows` by several `keys`,
+    as `percentile_cont` computes it: `percentile_cont` on PostgreSQL, elsewhere the exact
+    window-query fallback of `_percentiles` (one query either way)."""
+    if _has_percentile_cont():
+        figures = {f"_p{index}": PercentileCont(value, fraction) for index, fraction in enumerate(fractions)}
+        found = rows.order_by().values(*keys).annotate(**figures)
+        return {
+            tuple(row[key] for key in keys): {
+                fraction: row[f"_p{index}"]
+                for index, fraction in enumerate(fractions)
+                if row[f"_p{index}"] is not None
+            }
+            for row in found
+        }
+    ranked = (
+        rows.annotate(_value=value)
+        .filter(_value__isnull=False)
+        .annotate(
+            _rank=Window(
+                RowNumber(),
+                partition_by=[F(key) for key in keys],
+                order_by=[F("_value").asc(), F("pk").asc()],
+            ),
+            _n=Window(Count("*"), partition_by=[F(key) for key in keys]),
+        )
+    )
+    distances = [Abs(F("_rank") - 1 - fraction * (F("_n") - 1)) for fraction in fractions]
+    nearest = distances[0] if len(distances) == 1 else Least(*distances)
+    picked = (
+        ranked.annotate(_distance=nearest)
+        .filter(_distance__lte=1)
+        .order_by()
+        .values_list(*keys, "_rank", "_n", "_value")
+    )
+    values: dict[tuple, dict[int, float]] = defaultdict(dict)
+    sizes: dict[tuple, int] = {}
+    for *group, rank, size, found in picked:
+        values[tuple(group)][rank - 1] = float(found)
+        sizes[tuple(group)] = size
+    result: dict[tuple, dict[float, float]] = {}
+    for group, at in values.items():
+        result[group] = {}
+        for fraction in fractions:
+            position = fraction * (sizes[group] - 1)
+            low, high = math.floor(position), math.ceil(position)
+            result[group][fraction] = at[low] + (at[high] - at[low]) * (position - low)
+    return result
+
+
+def _decisions_in(queues: Sequence[Queue], since: datetime, until: datetime) -> QuerySet:
+    return Decision.objects.filter(
+        queue_id__in=_queue_ids(queues), created_at__gte=since, created_at__lt=until
+    ).order_by()
+
+
+# --- Backlog: snapshots and trends ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """One queue's open items at one moment, as a `QueueSnapshot` keeps them."""
+
+    pending: int = 0
+    in_review: int = 0
+    at_risk: int = 0
+    past_sla: int = 0
+    oldest_pending_seconds: int | None = None
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.in_review
+
+
+def backlog_at(*, queues: Sequence[Queue], moment: datetime) -> dict[int, Backlog]:
+    """Each queue's backlog at `moment` (now, or a past moment reconstructed from the
+    items' timestamps; see the definitions above), in one query. Every queue given has
+    an entry, empty queues a zero one."""
+    open_then = Q(decided_at__isnull=True) | Q(decided_at__gt=moment)
+    rows = (
+        ReviewItem.objects.filter(open_then, queue_id__in=_queue_ids(queues), entered_queue_at__lte=moment)
+        .order_by()
+        .values("queue_id")
+        .annotate(
+            open=Count("pk"),
+            in_review=Count("pk", filter=Q(claimed_at__lte=moment)),
+            at_risk=Count("pk", filter=Q(at_risk_at__lte=moment, due_at__gt=moment)),
+            past_sla=Count("pk", filter=Q(due_at__lte=moment)),
+            oldest=Min("entered_queue_at"),
+        )
+    )
+    found = {
+        row["queue_id"]: Backlog(
+            pending=row["open"] - row["in_review"],
+            in_review=row["in_review"],
+            at_risk=row["at_risk"],
+            past_sla=row["past_sla"],
+            oldest_pending_seconds=_age(moment, row["oldest"]) if row["oldest"] else None,
+        )
+        for row in rows
+    }
+    return {queue.pk: found.get(queue.pk, Backlog()) for queue in queues}
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """The snapshots of one stretch of the window: the largest backlog and the largest
+    number past their SLA any of them recorded, and when the last was taken."""
+
+    bucket: int  # the stretch's place in the window, from 0
+    backlog: int
+    past_sla: int
+    taken_at: datetime
+
+
+@dataclass(frozen=True)
+class Trend:
+    since: datetime
+    until: datetime
+    buckets: int
+    bucket_seconds: int
+    points: dict[int, list[TrendPoint]]  # by queue id, in time order
+
+
+def backlog_trend(
+    *, queues: Sequence[Queue], since: datetime, until: datetime, points: int = TREND_POINTS
+) -> Trend:
+    """Each queue's backlog over the window from its snapshots, in at most `points`
+    stretches of equal length (at least a minute each), in one query: snapshots are taken
+    every few minutes, a chart needs a hundred points or so."""
+    span_seconds = max(1, math.ceil((until - since).total_seconds()))
+    width = max(60, math.ceil(span_seconds / points))
+    buckets = math.ceil(span_seconds / width)
+    bucket = Floor(SecondsBetween(F("taken_at"), Value(since, output_field=DateTimeField())) / width)
+    rows = (
+        QueueSnapshot.objects.filter(queue_id__in=_queue_ids(queues), taken_at__gte=since, taken_at__lt=until)
+        .order_by()
+        .annotate(_bucket=bucket)
+        .values("queue_id", "_bucket")
+        .annotate(
+            backlog=Max(F("pending") + F("in_review")), past_sla=Max("past_sla"), taken_at=Max("taken_at")
+        )
+    )
+    found: dict[int, list[TrendPoint]] = {queue.pk: [] for queue in queues}
+    for row in rows:
+        index = min(buckets - 1, int(row["_bucket"]))
+        found[row["queue_id"]].append(TrendPoint(index, row["backlog"], row["past_sla"], row["taken_at"]))
+    for series in found.values():
+        series.sort(key=lambda point: point.bucket)
+    return Trend(since=since, until=until, buckets=buckets, bucket_seconds=width, points=found)
+
+
+# --- Workload and review speed ------------------------------------------------------------------
+
+
+def workload(*, queues: Sequence[Queue], since: datetime, until: datetime) -> list[dict]:
+    """One row per queue and reviewer who decided there in the window: `queue_id`,
+    `reviewer_id`, `reviewer`, `decisions`, `approvals`, `timed` (decisions under a claim),
+    `seconds_spent` (their sum), `share` of the queue's decisions, `overloaded`, and for
+    review speed `median_seconds` (of their timed decisions), the queue's
+    `queue_p10_seconds` and `queue_median_seconds`, and `fast` (the rubber-stamping rule
+    above). Queues in the order given, then most decisions first. Two or three queries."""
+    made = _decisions_in(queues, since, until)
+    rows = list(
+        made.values("queue_id", "reviewer_id", "reviewer__username").annotate(
+            decisions=Count("pk"),
+            approvals=Count("pk", filter=Q(action=DecisionAction.APPROVE)),
+            timed=Count("seconds_spent"),
+            seconds_spent=Sum("seconds_spent"),
+        )
+    )
+    timed = made.filter(seconds_spent__isnull=False)
+    mine = _grouped_percentiles(
+        timed, keys=["queue_id", "reviewer_id"], value=F("seconds_spent"), fractions=[MEDIAN]
+    )
+    theirs = _grouped_percentiles(
+        timed, keys=["queue_id"], value=F("seconds_spent"), fractions=[FAST_PERCENTILE, MEDIAN]
+    )
+    totals: dict[int, int] = defaultdict(int)
+    reviewers: dict[int, int] = defaultdict(int)
+    for row in rows:
+        totals[row["queue_id"]] += row["decisions"]
+        reviewers[row["queue_id"]] += 1
+    order = {queue_id: index for index, queue_id in enumerate(_queue_ids(queues))}
+    answer = []
+    for row in rows:
+        queue_id, total, count = row["queue_id"], totals[row["queue_id"]], reviewers[row["queue_id"]]
+        share = row["decisions"] / total
+        median = mine.get((queue_id, row["reviewer_id"]), {}).get(MEDIAN)
+        queue_figures = theirs.get((queue_id,), {})
+        p10, queue_median = queue_figures.get(FAST_PERCENTILE), queue_figures.get(MEDIAN)
+        fast = (
+            row["timed"] >= FAST_MIN_DECISIONS
+            and median is not None
+            and (median < p10 or median < FAST_MEDIAN_FRACTION * queue_median)
+        )
+        answer.append(
+            {
+                "queue_id": queue_id,
+                "reviewer_id": row["reviewer_id"],
+                "reviewer": row["reviewer__username"],
+                "decisions": row["decisions"],
+                "approvals": row["approvals"],
+                "timed": row["timed"],
+                "seconds_spent": row["seconds_spent"] or 0,
+                "share": share,
+                "queue_decisions": total,
+                "queue_reviewers": count,
+                "overloaded": count >= 2
+                and total >= OVERLOAD_MIN_DECISIONS
+                and share > OVERLOAD_FACTOR / count,
+                "median_seconds": _seconds(median),
+                "queue_p10_seconds": _seconds(p10),
+                "queue_median_seconds": _seconds(queue_median),
+                "fast": bool(fast),
+            }
+        )
+    return sorted(answer, key=lambda row: (order[row["queue_id"]], -row["decisions"], row["reviewer"]))
+
+
+def approval_runs(
+    *, queues: Sequence[Queue], since: datetime, until: datetime, at_least: int = 1
+) -> list[dict]:
+    """Each reviewer's runs of consecutive approvals in each queue in the window (see the
+    definitions above): `queue_id`, `reviewer_id`, `longest`, `current`, for those whose
+    longest run has at least `at_least` approvals; longest first.
+
+    One query: window functions number each reviewer's non-approvals so far (a run is the
+    approvals between two of them), then runs are counted by that number. PostgreSQL and
+    SQLite (3.25 and later) both run it, exactly; the work is one sort of the window's
+    decisions, and the answer one row per reviewer and queue."""
+    if not queues:
+        return []  # no SQL for "in ()"
+    in_order = [F("created_at").asc(), F("pk").asc()]
+    by_reviewer = [F("queue_id"), F("reviewer_id")]
+    breaks = Sum(Case(When(action=DecisionAction.APPROVE, then=Value(0)), default=Value(1)))
+    numbered = _decisions_in(queues, since, until).values(
+        q=F("queue_id"),
+        r=F("reviewer_id"),
+        a=F("action"),
+        run=Window(breaks, partition_by=by_reviewer, order_by=in_order, frame=RowRange(start=None, end=0)),
+        last_run=Window(breaks, partition_by=by_reviewer),
+    )
+    inner, params = numbered.query.sql_with_params()
+    sql = (
+        "SELECT q, r, MAX(n), MAX(CASE WHEN run = last_run THEN n ELSE 0 END) FROM ("
+        " SELECT q, r, run, last_run, COUNT(*) AS n FROM (" + inner + ") numbered"
+        " WHERE a = %s GROUP BY q, r, run, last_run"
+        ") runs GROUP BY q, r HAVING MAX(n) >= %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, DecisionAction.APPROVE.value, int(at_least)])
+        rows = cursor.fetchall()
+    answer = [
+        {"queue_id": queue_id, "reviewer_id": reviewer_id, "longest": longest, "current": current}
+        for queue_id, reviewer_id, longest, current in rows
+    ]
+    return sorted(answer, key=lambda row: (-row["longest"], row["queue_id"], row["reviewer_id"]))
+
+
+# --- Incidents that slipped past reviewers ------------------------------------------------------
+
+
+def slipped_incident_counts(*, queues: Sequence[Queue], since: datetime, until: datetime) -> list[dict]:
+    """Incidents created in the window that a reviewer's decision in these queues let
+    through, counted by that decision's queue and reviewer: `queue_id`, `reviewer_id`,
+    `reviewer`, `incidents`, and `serious` (high or critical). One query."""
+    serious = [Incident.Severity.HIGH, Incident.Severity.CRITICAL]
+    rows = (
+        Incident.objects.filter(
+            decision__queue_id__in=_queue_ids(queues), created_at__gte=since, created_at__lt=until
+        )
+        .order_by()
+        .values("decision__queue_id", "decision__reviewer_id", "decision__reviewer__username")
+        .annotate(incidents=Count("pk"), serious=Count("pk", filter=Q(severity__in=serious)))
+    )
+    return [
+        {
+            "queue_id": row["decision__queue_id"],
+            "reviewer_id": row["decision__reviewer_id"],
+            "reviewer": row["decision__reviewer__username"],
+            "incidents": row["incidents"],
+            "serious": row["serious"],
+        }
+        for row in rows
+    ]
+
+
+# What the incident list shows: never the item's content, which may be large.
+INCIDENT_FIELDS = (
+    *("id", "severity", "status", "source", "created_at", "item_id", "decision_id"),
+    *("item__id", "item__external_id", "item__matched_rules"),
+    *(
+        "decision__id",
+        "decision__action",
+        "decision__created_at",
+        "decision__queue_id",
+        "decision__reviewer_id",
+    ),
+    *(
+        "decision__reviewer__username",
+        "decision__queue__id",
+        "decision__queue__slug",
+        "decision__queue__name",
+    ),
+)
+
+
+def slipped_incidents(
+    *, queues: Sequence[Queue], since: datetime, until: datetime, limit: int = INCIDENT_LIST_LIMIT
+) -> list[Incident]:
+    """The latest `limit` of those incidents, with their decision, its reviewer and queue,
+    and of the item only its id, external id and the rule snapshots that gated it. One query."""
+    return list(
+        Incident.objects.filter(
+            decision__queue_id__in=_queue_ids(queues), created_at__gte=since, created_at__lt=until
+        )
+        .select_related("decision__reviewer", "decision__queue", "item")
+        .only(*INCIDENT_FIELDS)
+        .order_by("-created_at", "-pk")[:limit]
+    )
+
+
+def rule_versions(snapshots: Iterable[dict]) -> tuple[dict[tuple[int, int], int], set[int]]:
+    """For rule snapshots (`{"id", "version", ...}`, as items keep them): the history id
+    of each (rule id, version) still on record, and the ids of the rules that exist now.
+    Two queries, none without a snapshot."""
+    wanted = {
+        (snap["id"], snap["version"])
+        for snap in snapshots
+        if isinstance(snap, dict) and isinstance(snap.get("id"), int) and isinstance(snap.get("version"), int)
+    }
+    if not wanted:
+        return {}, set()
+    match = Q()
+    for rule_id, version in wanted:
+        match |= Q(id=rule_id, version=version)
+    versions = {
+        (rule_id, version): history_id
+        for rule_id, version, history_id in GateRule.history.filter(match)
+        .order_by("history_id")
+        .values_list("id", "version", "history_id")
+    }
+    existing = set(
+        GateRule.objects.filter(pk__in={rule_id for rule_id, _ in wanted}).values_list("pk", flat=True)
+    )
+    return versions, existing
+
+
+# --- Weekly summaries ------------------------------------------------------------------------------
+
+
+def week_start(moment: datetime) -> datetime:
+    """Monday 00:00 UTC of the week `moment` falls in."""
+    day = moment.astimezone(UTC).date()
+    return datetime.combine(day - timedelta(days=day.weekday()), time.min, tzinfo=UTC)
+
+
+NOW_FIGURES = ("backlog", "oldest_pending_seconds")  # of queue_stats: the state now, not the week's
+
+
+def weekly_figures(
+    *, queues: Sequence[Queue], week: datetime, now: datetime | None = None
+) -> dict[int, dict]:
+    """The headline figures of each queue for the week starting at `week` (a Monday,
+    00:00 UTC), up to its end or `now` if sooner, as a `WeeklySummary` keeps them (JSON):
+    the queue's row of the metrics answer for the week (its backlog figures aside),
+    `incidents` created in the week on the queue's items, `incidents_past_reviewers`, and
+    the backlog and how many were past their SLA at the end (`backlog_at`). Five or six
+    queries, whatever the number of queues."""
+    now = now or timezone.now()
+    until = min(week + WEEK, now)
+    queues = list(queues)
+    stats = queue_stats(queues=queues, since=week, until=until, now=until)
+    ids = _queue_ids(queues)
+    incidents = dict(
+        Incident.objects.filter(item__queue_id__in=ids, created_at__gte=week, created_at__lt=until)
+        .order_by()
+        .values("item__queue_id")
+        .annotate(n=Count("pk"))
+        .values_list("item__queue_id", "n")
+    )
+    slipped: dict[int, int] = defaultdict(int)
+    for row in slipped_incident_counts(queues=queues, since=week, until=until):
+        slipped[row["queue_id"]] += row["incidents"]
+    backlog = backlog_at(queues=queues, moment=until)
+    answer = {}
+    for queue, row in zip(queues, stats, strict=True):
+        figures = {name: value for name, value in row.items() if name not in NOW_FIGURES}
+        answer[queue.pk] = {
+            **figures,
+            "week_start": week.date().isoformat(),
+            "until": until.isoformat(),
+            "incidents": incidents.get(queue.pk, 0),
+            "incidents_past_reviewers": slipped[queue.pk],
+            "backlog_at_end": backlog[queue.pk].total,
+            "past_sla_at_end": backlog[queue.pk].past_sla,
+        }
+    return answer
