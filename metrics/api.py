@@ -14,11 +14,10 @@ imports `metrics`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 
 from django.urls import path
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
@@ -31,30 +30,10 @@ from metrics.selectors import DEFAULT_WINDOW, metrics_answer
 from reviews.access import is_staff_reader, readable_queues, sees_everything
 from reviews.api.authentication import integration_of
 from reviews.api.views import ERROR_RESPONSES
+from reviews.audit import parse_moment
 from reviews.models import Incident
 
 MOMENT_HELP = "An ISO 8601 date (2025-06-30) or date and time (2025-06-30T14:05:00Z; naive ones are UTC)."
-
-
-def parse_moment(value: str, *, end_of_day: bool = False) -> datetime:
-    """A date (its first moment, or with `end_of_day` the first moment of the next
-    day) or a date and time. ValueError for anything else, or a moment outside what
-    databases store."""
-    value = value.strip()
-    try:
-        day = parse_date(value)  # first: a date alone also reads as a datetime at midnight
-        if day is not None:
-            moment = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
-        else:
-            moment = parse_datetime(value)
-            if moment is None:
-                raise ValueError(value)
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
-        moment = moment.astimezone(UTC)  # out of range near year 1 or 9999
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(value) from exc
-    return moment
 
 
 @extend_schema_field(OpenApiTypes.STR)
