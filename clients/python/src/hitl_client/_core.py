@@ -127,6 +127,11 @@ class Deadline:
     def remaining(self) -> float | None:
         return None if self.at is None else self.at - time.monotonic()
 
+    def left(self) -> float | None:
+        """What is left of the timeout, never below zero (None: no limit)."""
+        remaining = self.remaining()
+        return None if remaining is None else max(0.0, remaining)
+
     def cap(self, delay: float) -> float:
         remaining = self.remaining()
         return delay if remaining is None else max(0.0, min(delay, remaining))

@@ -212,3 +212,13 @@ class InvalidSignature(HitlError):
     """A webhook's signature, or its timestamp, did not check out: refuse the request."""
 
     code = "invalid_signature"
+
+
+def refusal_message(exc: NotApproved) -> str:
+    """Why a call may not run, in words a model can act on: a rejection keeps the
+    reviewer's justification and reason codes (the adapters hand it to the model)."""
+    if isinstance(exc, Expired):
+        return "Nobody approved it before its review deadline (expired)."
+    if isinstance(exc, Cancelled):
+        return "Its review was cancelled."
+    return str(exc)  # "Rejected by <reviewer> (<codes>): <justification>", "Blocked by the gate (...)."

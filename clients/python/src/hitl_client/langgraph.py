@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -50,6 +49,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from hitl_client import errors
+from hitl_client._core import Deadline
 from hitl_client.client import Client
 from hitl_client.gate import gate_key
 from hitl_client.models import Item, Submission
@@ -116,14 +116,7 @@ class Review:
         )
 
 
-def refusal_message(exc: errors.NotApproved) -> str:
-    """Why a call may not run, in words a model can act on: a rejection keeps the
-    reviewer's justification and reason codes."""
-    if isinstance(exc, errors.Expired):
-        return "Nobody approved it before its review deadline (expired)."
-    if isinstance(exc, errors.Cancelled):
-        return "Its review was cancelled."
-    return str(exc)  # "Rejected by <reviewer> (<codes>): <justification>", "Blocked by the gate (...)."
+refusal_message = errors.refusal_message  # kept importable from here
 
 
 class Gate:
@@ -294,7 +287,7 @@ class Gate:
         pending = self._pending(snapshot, _thread_id(config))
         if not pending:
             return None
-        deadline = _deadline(self.timeout if timeout is None else timeout)
+        deadline = Deadline(self.timeout if timeout is None else timeout)
         answers: dict[str, Any] = {}
         for paused in pending:
             items = []
@@ -345,11 +338,11 @@ class Gate:
         ]
         return decisions[0] if paused.kind == "per_call" else {"decisions": decisions}
 
-    def _decided(self, item_id: str, deadline: float | None, wait: bool) -> Item | None:
+    def _decided(self, item_id: str, deadline: Deadline, wait: bool) -> Item | None:
         if not wait:
             item = self.client.get(item_id)
             return None if item.is_open else item
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        remaining = deadline.left()
         return self.client.wait(item_id, timeout=remaining)
 
 
@@ -443,7 +436,3 @@ def _thread_id(config: Mapping[str, Any]) -> str:
     if thread_id in (None, ""):
         raise ValueError('The graph needs a thread: config={"configurable": {"thread_id": ...}}.')
     return str(thread_id)
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout

@@ -44,7 +44,6 @@ import asyncio
 import hashlib
 import inspect
 import json
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,6 +57,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from hitl_client import errors
+from hitl_client._core import Deadline
 from hitl_client.models import Evaluation, Item, Submission
 
 if TYPE_CHECKING:
@@ -323,8 +323,8 @@ class Approvals(_Approvals):
             if submission.is_open and self.on_pending is not None:
                 self.on_pending(submission)
         limit = self.timeout if timeout is None else timeout
-        deadline = None if limit is None else time.monotonic() + limit
-        items = [self.client.wait(s.id, timeout=_remaining(deadline)) for s in submissions]
+        deadline = Deadline(limit)
+        items = [self.client.wait(s.id, timeout=deadline.left()) for s in submissions]
         for request, item in zip(requests, items, strict=True):
             self._answer(state, request, item)
         return state
@@ -404,7 +404,3 @@ def _why(item: Item) -> str:
     if decision.reason_codes:
         text += f" Reason codes: {', '.join(decision.reason_codes)}."
     return text
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -28,7 +28,6 @@ resolving the same requests again (after a restart, say) finds the same items.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from hitl_client import errors
+from hitl_client._core import Deadline
 from hitl_client.async_client import AsyncClient
 from hitl_client.client import Client
 from hitl_client.gate import gate_key
@@ -57,14 +57,7 @@ AUTO_ANSWERER = "hitl-gate"
 Option = Any
 
 
-def refusal_message(exc: errors.NotApproved) -> str:
-    """Why a call may not run, in words a model can act on: a rejection keeps the
-    reviewer's justification and reason codes."""
-    if isinstance(exc, errors.Expired):
-        return "Nobody approved it before its review deadline (expired)."
-    if isinstance(exc, errors.Cancelled):
-        return "Its review was cancelled."
-    return str(exc)  # "Rejected by <reviewer> (<codes>): <justification>", "Blocked by the gate (...)."
+refusal_message = errors.refusal_message  # kept importable from here
 
 
 class Gate:
@@ -132,11 +125,11 @@ class Gate:
             self._announce(client.submit(**self._submission(part, conversation_id))).id
             for part in requests.approvals
         ]
-        deadline = _deadline(self.timeout if timeout is None else timeout)
+        deadline = Deadline(self.timeout if timeout is None else timeout)
         items: list[Item | None] = []
         for item_id in submissions:
             if wait:
-                items.append(client.wait(item_id, timeout=_remaining(deadline)))
+                items.append(client.wait(item_id, timeout=deadline.left()))
             else:
                 item = client.get(item_id)
                 items.append(None if item.is_open else item)
@@ -161,11 +154,11 @@ class Gate:
             self._announce(await client.submit(**self._submission(part, conversation_id))).id
             for part in requests.approvals
         ]
-        deadline = _deadline(self.timeout if timeout is None else timeout)
+        deadline = Deadline(self.timeout if timeout is None else timeout)
         items: list[Item | None] = []
         for item_id in submissions:
             if wait:
-                items.append(await client.wait(item_id, timeout=_remaining(deadline)))
+                items.append(await client.wait(item_id, timeout=deadline.left()))
             else:
                 item = await client.get(item_id)
                 items.append(None if item.is_open else item)
@@ -265,11 +258,3 @@ def _requests_of(requests: Any, conversation_id: str | None) -> tuple[DeferredTo
 
 def _option(value: Option, part: ToolCallPart) -> Any:
     return value(part) if callable(value) else value
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
