@@ -447,3 +447,14 @@ def test_postgres_refuses_update_and_delete_on_every_append_only_table(table, a_
         for statement in (f'UPDATE "{table}" SET "{key}" = "{key}" + 1000000000', f'DELETE FROM "{table}"'):
             with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
                 cursor.execute(statement)
+
+
+def test_a_save_of_only_columns_history_leaves_out_writes_no_row(reviewer, client):
+    rows = reviewer.history.count()
+    client.force_login(reviewer)  # Django saves last_login, which history leaves out
+    reviewer.refresh_from_db()
+    reviewer.save(update_fields=["last_login"])
+    assert reviewer.history.count() == rows
+    reviewer.first_name = "Ada"
+    reviewer.save(update_fields=["first_name", "last_login"])
+    assert reviewer.history.count() == rows + 1
