@@ -34,10 +34,12 @@ lint: $(STAMP)
 	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DJANGO_DEBUG=1 $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-# Benchmarks print figures; they need PostgreSQL (the local one unless DATABASE_URL says otherwise).
+# Benchmarks print one table of figures; they need PostgreSQL (the local one unless
+# DATABASE_URL says otherwise). BENCH_SCALE=small measures at 10k/100k instead of 10k/1M.
+BENCH_SCALE ?= full
 bench: $(STAMP)
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
-		$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider
+	BENCH_SCALE=$(BENCH_SCALE) DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+		$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles
