@@ -22,6 +22,7 @@ copy says it did.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -68,13 +69,19 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@functools.cache
 def sealed_columns(model: type[models.Model]) -> list[str]:
     return [f.attname for f in model._meta.concrete_fields if f.attname not in UNSEALED_COLUMNS]
 
 
 def field_hashes(row: models.Model) -> dict[str, str]:
     """A hash per column, so a broken seal can say which field differs."""
-    return {name: _sha256(f"{name}\x00{canonical(getattr(row, name))}") for name in sealed_columns(type(row))}
+    return column_hashes(type(row), {name: getattr(row, name) for name in sealed_columns(type(row))})
+
+
+def column_hashes(model: type[models.Model], values: dict) -> dict[str, str]:
+    """`field_hashes` of a row given as {attname: value}, as the database returns them."""
+    return {name: _sha256(f"{name}\x00{canonical(values[name])}") for name in sealed_columns(model)}
 
 
 def content_hash(fields: dict[str, str]) -> str:

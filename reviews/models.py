@@ -492,9 +492,12 @@ class ReviewItem(models.Model):
 
     objects = ReviewItemQuerySet.as_manager()
     # The submitted payload is immutable, so history keeps the state, not copies of it.
+    # Its history grows several rows per item: only the columns the timeline and the
+    # audit log look rows up by (the item, its queue, the date, the actor) are indexed.
     history = audited_history(
         excluded_fields=["input", "output", "action", "context", "signals", "metadata", "request_hash"],
         history_change_reason_field=models.TextField(null=True),
+        no_db_index=["integration", "claimed_by", "spot_check_of"],
     )
 
     class Meta:
@@ -642,8 +645,9 @@ class Decision(models.Model):
     seconds_spent = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    # Written once: its history is the one "created" event the audit log shows.
-    history = audited_history()
+    # Written once: its history is the one "created" event the audit log shows (looked
+    # up by item, queue, date and actor; never by reviewer id, the actor names them).
+    history = audited_history(no_db_index=["reviewer"])
 
     class Meta:
         ordering = ["created_at"]
