@@ -111,20 +111,31 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------
 
+
+def parse_database(url: str) -> dict:
+    database = dj_database_url.parse(url)
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # Writers take the lock when their transaction starts, so two claims never
+        # both read a free item and then both write it; WAL lets readers go on.
+        database["OPTIONS"] = {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    else:
+        database["CONN_MAX_AGE"] = env_int("DJANGO_CONN_MAX_AGE", 60)
+        database["CONN_HEALTH_CHECKS"] = True
+    return database
+
+
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-_database = dj_database_url.parse(DATABASE_URL)
-if _database["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers take the lock when their transaction starts, so two claims never
-    # both read a free item and then both write it; WAL lets readers go on.
-    _database["OPTIONS"] = {
-        "timeout": 20,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-else:
-    _database["CONN_MAX_AGE"] = env_int("DJANGO_CONN_MAX_AGE", 60)
-    _database["CONN_HEALTH_CHECKS"] = True
-DATABASES = {"default": _database}
+DATABASES = {"default": parse_database(DATABASE_URL)}
+# An optional read replica for the metrics and audit reads (hitl_project.replica says which
+# and why no others). Never migrated; under tests it is the test database itself (MIRROR).
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "").strip()
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = {**parse_database(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
+    DATABASE_ROUTERS = ["hitl_project.replica.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Celery -----------------------------------------------------------

@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.views.decorators.http import require_GET
 
+from hitl_project.replica import reading_from_replica
 from metrics import selectors
 from metrics.models import WeeklySummary
 from reviews.access import is_staff_reader, readable_queues, sees_everything
@@ -376,7 +377,11 @@ class Dashboard:
             last_day = (window.until - timedelta(microseconds=1)).date()
             context["form"] = WindowForm(initial={"since": window.since.date(), "until": last_day}, now=now)
         queues = list(readable_queues(request.user).order_by("name", "slug").only("pk", "slug", "name"))
-        context.update(self.figures(request, queues, window, now))
+        may_read_rules = request.user.has_perm(RULE_PERMISSION)
+        # Who may see what is decided above, on the default database; the figures may lag
+        # a little behind it. (The template reads nothing more.)
+        with reading_from_replica():
+            context.update(self.figures(queues, window, now, may_read_rules=may_read_rules))
         context.update(
             window=window,
             preset=form.cleaned_data.get("days") if form.is_bound else DEFAULT_DAYS,
@@ -385,7 +390,9 @@ class Dashboard:
         request.current_app = self.site.name
         return TemplateResponse(request, "admin/metrics/dashboard.html", context)
 
-    def figures(self, request, queues: list[Queue], window: selectors.Span, now: datetime) -> dict:
+    def figures(
+        self, queues: list[Queue], window: selectors.Span, now: datetime, *, may_read_rules: bool
+    ) -> dict:
         since, until = window.since, window.until
         by_id = {queue.pk: queue for queue in queues}
         stats = selectors.queue_stats(queues=queues, since=since, until=until, now=now)
@@ -417,7 +424,8 @@ class Dashboard:
             entry["incidents"] += count["incidents"]
             entry["serious"] += count["serious"]
         incidents = self.incident_rows(
-            request, selectors.slipped_incidents(queues=queues, since=since, until=until)
+            selectors.slipped_incidents(queues=queues, since=since, until=until),
+            may_read_rules=may_read_rules,
         )
 
         queue_rows = list(rows.values())
@@ -506,10 +514,9 @@ class Dashboard:
         order = {"fast": 0, "run": 1, "overload": 2}
         return sorted(flags, key=lambda flag: (order[flag.kind], flag.queue.name, flag.reviewer))
 
-    def incident_rows(self, request, incidents: list) -> list[IncidentRow]:
+    def incident_rows(self, incidents: list, *, may_read_rules: bool) -> list[IncidentRow]:
         snapshots = [snap for incident in incidents for snap in (incident.item.matched_rules or [])]
         versions, existing = selectors.rule_versions(snapshots)
-        may_read_rules = request.user.has_perm(RULE_PERMISSION)
         rows = []
         for incident in incidents:
             decision, item = incident.decision, incident.item

@@ -26,6 +26,12 @@ Formats, one final decision a line (the field list is `JSONL_FIELDS`):
 Memory stays bounded whatever the window: rows come from a server-side cursor
 (`.iterator()`) as plain values, a chunk at a time, and go to a temporary file that
 is moved into place only once complete, so a failed export leaves no file behind.
+
+With a read replica (DATABASE_REPLICA_URL) the rows are read there, once it has caught
+up with the export's start (`_replica_caught_up`): a lagging replica would leave out the
+last decisions before `until`, and the next incremental export starts at `until`, so
+they would never be exported. Its progress and outcome are written to the default
+database, as every write is.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import csv
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -46,6 +53,7 @@ from django.db.models import Case, Exists, JSONField, OuterRef, Q, QuerySet, Sub
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from hitl_project.replica import REPLICA, replica_usable
 from metrics.models import FeedbackExport
 from reviews.exceptions import InvalidInput, NotAllowed
 from reviews.models import (
@@ -66,6 +74,8 @@ EXPORT_TASK = "metrics.run_export"
 CHUNK_ROWS = 2000  # fetched from the cursor, written and counted at a time
 WRITE_BUFFER = 1 << 20
 ERROR_CHARS = 2000
+REPLICA_CATCH_UP_SECONDS = 30  # then the rows are read from the default database
+REPLICA_POLL_SECONDS = 0.5
 
 Format = FeedbackExport.Format
 Status = FeedbackExport.Status
@@ -370,9 +380,10 @@ def write_export(export_id) -> str:
     export is written, so a second run leaves a running or finished one alone.
 
     1. Lock the row; unless it is pending, stop. Mark it running (started_at).
-    2. Stream the final decisions (`final_decisions`) to a temporary file in the
+    2. Stream the final decisions (`final_decisions`; from the replica once it shows
+       the export running, see `_replica_caught_up`) to a temporary file in the
        exports folder, `CHUNK_ROWS` at a time, saving `rows` after each chunk (no
-       history row: `rows` is left out of the history).
+       history row: `rows` is left out of the history; on the default database).
     3. Move the file into place and mark the export succeeded (file, rows,
        finished_at); on any error remove the temporary file and mark it failed
        with the error.
@@ -397,9 +408,13 @@ def write_export(export_id) -> str:
             until=export.until or export.started_at,
             queue_id=export.queue_id,
             edits_only=export.format == Format.PREFERENCE_PAIRS,
-        ).iterator(chunk_size=CHUNK_ROWS)
+        )
+        if _replica_caught_up(export):
+            # This one query only (not `reading_from_replica()`, which would also take
+            # the reads of the progress saves in between): they write the default database.
+            rows = rows.using(REPLICA)
         with temporary.open("w", encoding="utf-8", newline="", buffering=WRITE_BUFFER) as out:
-            _write(export, out, rows)
+            _write(export, out, rows.iterator(chunk_size=CHUNK_ROWS))
         os.replace(temporary, final_path)
     except Exception as exc:
         logger.exception("Feedback export %s failed", export.pk)
@@ -411,6 +426,25 @@ def write_export(export_id) -> str:
     export.finished_at = timezone.now()
     export.save(update_fields=["file", "rows", "status", "finished_at"])
     return export.status
+
+
+def _replica_caught_up(export: FeedbackExport) -> bool:
+    """Whether the replica (if any) shows this export running, that is, holds every
+    decision committed before it started (replicas apply commits in order). Waits up
+    to REPLICA_CATCH_UP_SECONDS; False then, or without a replica."""
+    if not replica_usable():
+        return False
+    started = FeedbackExport.objects.using(REPLICA).filter(
+        pk=export.pk, status=Status.RUNNING, started_at=export.started_at
+    )
+    deadline = time.monotonic() + REPLICA_CATCH_UP_SECONDS
+    while True:
+        if started.exists():
+            return True
+        if time.monotonic() >= deadline:
+            logger.warning("Feedback export %s reads the default database: the replica lags", export.pk)
+            return False
+        time.sleep(REPLICA_POLL_SECONDS)
 
 
 def _write(export: FeedbackExport, out, rows: Iterable[dict]) -> None:

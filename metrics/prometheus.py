@@ -31,6 +31,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import path
 
+from hitl_project.replica import reading_from_replica
 from metrics.selectors import (
     OUTBOX_KINDS,
     OUTBOX_STATES,
@@ -153,7 +154,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return response
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
-    response = HttpResponse(exposition(prometheus_figures()), content_type=CONTENT_TYPE)
+    with reading_from_replica():
+        figures = prometheus_figures()
+    response = HttpResponse(exposition(figures), content_type=CONTENT_TYPE)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -59,7 +59,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import (
     Aggregate,
     Case,
@@ -788,14 +788,15 @@ def approval_runs(
         run=Window(breaks, partition_by=by_reviewer, order_by=in_order, frame=RowRange(start=None, end=0)),
         last_run=Window(breaks, partition_by=by_reviewer),
     )
-    inner, params = numbered.query.sql_with_params()
+    using = numbered.db  # the replica inside hitl_project.replica.reading_from_replica()
+    inner, params = numbered.query.get_compiler(using=using).as_sql()
     sql = (
         "SELECT q, r, MAX(n), MAX(CASE WHEN run = last_run THEN n ELSE 0 END) FROM ("
         " SELECT q, r, run, last_run, COUNT(*) AS n FROM (" + inner + ") numbered"
         " WHERE a = %s GROUP BY q, r, run, last_run"
         ") runs GROUP BY q, r HAVING MAX(n) >= %s"
     )
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(sql, [*params, DecisionAction.APPROVE.value, int(at_least)])
         rows = cursor.fetchall()
     answer = [

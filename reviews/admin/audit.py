@@ -29,6 +29,7 @@ from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_GET
 
+from hitl_project.replica import reading_from_replica
 from reviews.access import sees_everything
 from reviews.admin.presentation import marked
 from reviews.audit import AUDIT_PAGE_SIZE, AuditFilterForm, audit_events, source_for
@@ -201,20 +202,22 @@ class AuditLog:
             raise PermissionDenied("The audit log is for compliance staff and superusers.")
         form = AuditFilterForm(request.GET)
         rows, older_url, newest_url, downloads = [], None, None, []
-        if form.is_valid():
-            filters = form.filters()
-            cursor = form.cleaned_data["before"]
-            events, next_cursor = audit_events(**filters, before=cursor, limit=AUDIT_PAGE_SIZE)
-            rows = [self.row(event) for event in events]
-            chosen = {name: form.data[name] for name in FILTER_NAMES if form.data.get(name)}
-            if next_cursor:
-                older_url = "?" + urlencode({**chosen, "before": next_cursor})
-            if cursor:
-                newest_url = "?" + urlencode(chosen)
-            export = reverse("api:audit-events")
-            downloads = [
-                (label, f"{export}?{urlencode({**chosen, 'format': fmt})}") for fmt, label in EXPORT_FORMATS
-            ]
+        with reading_from_replica():  # the history, and the queue filter's lookup
+            if form.is_valid():
+                filters = form.filters()
+                cursor = form.cleaned_data["before"]
+                events, next_cursor = audit_events(**filters, before=cursor, limit=AUDIT_PAGE_SIZE)
+                rows = [self.row(event) for event in events]
+                chosen = {name: form.data[name] for name in FILTER_NAMES if form.data.get(name)}
+                if next_cursor:
+                    older_url = "?" + urlencode({**chosen, "before": next_cursor})
+                if cursor:
+                    newest_url = "?" + urlencode(chosen)
+                export = reverse("api:audit-events")
+                downloads = [
+                    (label, f"{export}?{urlencode({**chosen, 'format': fmt})}")
+                    for fmt, label in EXPORT_FORMATS
+                ]
         request.current_app = self.site.name
         context = {
             **self.site.each_context(request),
