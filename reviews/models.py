@@ -628,7 +628,10 @@ class Decision(models.Model):
     """
 
     item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="decisions")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    # Indexed with the queue below (decision_reviewer_queue), which serves lookups by reviewer too.
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions", db_index=False
+    )
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="decisions")
     action = models.CharField(max_length=10, choices=DecisionAction.choices)
     justification = models.TextField()
@@ -661,6 +664,9 @@ class Decision(models.Model):
                 include=["queue", "seconds_spent", "action"],
                 name="decision_reviewer_created",
             ),
+            # Whether someone decided in given queues (the item list's reviewer filter):
+            # one probe per person, not a read of everything they ever decided.
+            models.Index(fields=["reviewer", "queue"], name="decision_reviewer_queue"),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(justification=""), name="decision_justification_required"),

@@ -12,8 +12,10 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ERROR_FLAG, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db import models
 from django.http import Http404, HttpResponseRedirect
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -94,6 +96,28 @@ def shown_change(source, name: str, old, new, names: dict) -> dict:
     }
 
 
+class CappedCountPaginator(Paginator):
+    """Counts at most `CAP` + 1 rows, so a changelist over millions of items never
+    counts them all: past the cap the page says "more than 1,000" and offers the
+    pages up to it (filters narrow the rest)."""
+
+    CAP = 1_000
+
+    @cached_property
+    def count(self) -> int:
+        if not hasattr(self.object_list, "query"):
+            return super().count
+        return self.object_list[: self.CAP + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.CAP
+
+    @property
+    def cap_text(self) -> str:
+        return f"{self.CAP:,}"
+
+
 class GuardedChangeList(ChangeList):
     """Django parses the date drill-down (`created_at__year=…`) with int() and catches
     ValueError only; a year of 10**20 overflows. Any such value is a bad lookup, which
@@ -130,7 +154,11 @@ def json_display(field: models.JSONField):
 
 class GuardedAdmin:
     """Mixed into every admin of the project: URL and query parameters are parsed, not
-    trusted; read-only JSON fields are shown indented."""
+    trusted; read-only JSON fields are shown indented; changelists count only up to
+    `CappedCountPaginator.CAP` and never the whole table."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
 
     def _shown(self, name):
         """The read-only field `name` as displayed: JSON fields through `json_display`,
