@@ -38,9 +38,10 @@ from django.utils import timezone
 from policies.backtest import backtest
 from policies.io import import_policy
 from reviews.models import ItemStatus, ReviewItem
+from tests.benchmarks.report import big, record
 from tests.factories import IntegrationFactory
 
-ITEMS = int(os.environ.get("HITL_BENCH_BACKTEST_ITEMS", "1000000"))
+ITEMS = int(os.environ.get("HITL_BENCH_BACKTEST_ITEMS", str(big())))
 BATCH = 10_000  # rows per bulk_create
 SPAN = timedelta(days=30)
 POLICY = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
@@ -148,6 +149,7 @@ def timed_backtest(name: str, since, until, **kwargs) -> list[str]:
     )
     for transition in report.transitions:
         print(f"  {transition.before.label:>24} -> {transition.after.label:<24} {transition.count:>9,}")
+    record("Backtest", f"{name}, {report.read:,} items", f"{report.read / seconds:,.0f} items/s")
     return [query["sql"] for query in captured.captured_queries]
 
 

@@ -7,7 +7,8 @@ against the PostgreSQL test database; a local receiver stands in for the
 integration. Items are approved one after another at a steady pace (not a
 burst, which would measure the backlog instead), and for each the time from
 calling `decide` to the action request arriving at the receiver is recorded.
-Prints p50, p95 and max. The goal on this machine: p95 under 1 s. It asserts
+Prints p50, p95 and max. The goal on this machine: p95 under 100 ms at 20 decisions a
+second for a minute. It asserts
 only that every action arrived, never on timings.
 """
 
@@ -21,12 +22,13 @@ import pytest
 from django.db import connection
 
 from reviews import services
+from tests.benchmarks.report import record
 from tests.conftest import make_reviewer
 from tests.factories import GateRuleFactory, action_submission
 from tests.integration.conftest import broker, celery_env, redis_server, worker  # noqa: F401 (fixtures)
 from tests.processes import wait_until
 
-ITEMS = int(os.environ.get("HITL_BENCH_LATENCY_ITEMS", "300"))
+ITEMS = int(os.environ.get("HITL_BENCH_LATENCY_ITEMS", "1200"))  # a minute at 20 per second
 PACE_SECONDS = float(os.environ.get("HITL_BENCH_LATENCY_PACE", "0.05"))
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -65,5 +67,13 @@ def test_decision_to_delivered_webhook_latency(integration, queue, receiver, wor
     pace = f"one every {PACE_SECONDS * 1000:.0f} ms"
     print(
         f"\ndecision -> delivered action webhook, {len(latencies)} items, {pace}: "
-        f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {latencies[-1]:.0f} ms (goal: p95 < 1000 ms)"
+        f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {latencies[-1]:.0f} ms (goal: p95 < 100 ms)"
+    )
+    rate = f"{1 / PACE_SECONDS:.0f}/s for {ITEMS * PACE_SECONDS:.0f} s"
+    record(
+        "Delivery",
+        f"decision -> delivered webhook p95, {rate}",
+        f"{p95:.0f} ms (p50 {p50:.0f} ms)",
+        target="< 100 ms",
+        met=p95 < 100,
     )
