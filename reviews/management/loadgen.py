@@ -461,31 +461,49 @@ JUSTIFICATIONS = {
 
 
 class Table:
-    """A table's COPY columns, and each column's value when a row does not say."""
+    """A table's COPY columns, each column's value when a row does not say, and a row
+    formatter compiled for the table (one converter per column, by the field's type)."""
 
     def __init__(self, model: type[models.Model], *, with_pk: bool = True):
         self.model = model
         self.name = model._meta.db_table
         self.columns: list[str] = []
-        self.defaults: dict[str, str] = {}
+        namespace: dict[str, Any] = {}
+        parts = []
         for f in model._meta.concrete_fields:
             if f.primary_key and isinstance(f, models.AutoField) and not with_pk:
                 continue  # left to the table's own sequence
             value = f.get_default()
             if isinstance(f, JSONField) and value is not None:
                 value = Raw(_json(value))
+            n = len(self.columns)
             self.columns.append(f.column)
-            self.defaults[f.column] = cell(value)
+            namespace[f"d{n}"] = cell(value)
+            namespace[f"c{n}"] = _converter(f)
+            parts.append(f"(c{n}(r[{f.column!r}]) if {f.column!r} in r else d{n})")
+        source = "def format_row(r):\n    return '\\t'.join((" + ", ".join(parts) + ",))\n"
+        exec(compile(source, f"<copy format of {self.name}>", "exec"), namespace)  # noqa: S102
+        self.format_row: Callable[[dict], str] = namespace["format_row"]
 
     def text(self, rows: list[dict]) -> bytes:
         """The rows in COPY's text format."""
-        columns, defaults = self.columns, self.defaults
-        lines = ["\t".join([cell(row[c]) if c in row else defaults[c] for c in columns]) for row in rows]
-        return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+        format_row = self.format_row
+        return "".join([format_row(row) + "\n" for row in rows]).encode("utf-8")
 
     def sql(self) -> str:
         names = ", ".join(f'"{column}"' for column in self.columns)
         return f'COPY "{self.name}" ({names}) FROM STDIN'
+
+
+def _converter(f: models.Field) -> Callable[[Any], str]:
+    """A value of field `f` in COPY's text form: None as \\N, the rest by the field's type."""
+    if isinstance(f, models.DateTimeField):
+        return lambda v: "\\N" if v is None else v.isoformat()
+    if isinstance(f, models.BooleanField):
+        return lambda v: "\\N" if v is None else ("t" if v else "f")
+    if isinstance(f, models.IntegerField | models.AutoField | models.UUIDField | models.ForeignKey):
+        return lambda v: "\\N" if v is None else str(v)
+    return cell  # text and JSON: escaped (Raw as it is)
 
 
 class Raw(str):
