@@ -4,8 +4,9 @@ Rules are data written by policy admins, and submissions are arbitrary JSON writ
 by integrations, so the engine trusts neither: conditions run through a whitelisted
 operator table (no `eval`), regular expressions run on RE2 (linear time, no
 catastrophic backtracking), and a missing field or a type mismatch makes a
-condition false instead of raising. Compiled rules are cached per process and
-reloaded when a cheap one-query revision of the rule tables changes.
+condition false instead of raising. Compiled rules are cached per process, indexed
+(`RuleSet`) so that a submission is tested only against the rules that can match it,
+and reloaded when a cheap one-query revision of the rule tables changes.
 
 Each matched rule is returned as a fresh snapshot that also says which of its
 conditions fired and on what value (`fired`), with submitted values shortened so
@@ -19,6 +20,7 @@ import hashlib
 import itertools
 import logging
 import math
+import operator
 import threading
 import time
 import uuid
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MAX_INPUT_LENGTH = 100_000  # characters of a field that `matches` searches
 MISSING = object()  # a field absent from the submission (unlike a present null)
+_UNSEEN = object()  # a field not looked up yet
 
 # How much of a value a rule snapshot keeps in `fired` (see `shortened`).
 MAX_SHOWN_TEXT = 200  # characters of one string (or object key)
@@ -74,8 +77,24 @@ class GateDecision:
 # --- Comparing JSON values -------------------------------------------------------------
 
 
+_KIND_OF_TYPE = {
+    bool: "bool",
+    int: "number",
+    float: "number",
+    str: "string",
+    type(None): "null",
+    list: "list",
+    tuple: "list",
+    dict: "object",
+}
+SCALAR_KINDS = frozenset({"bool", "number", "string", "null"})
+
+
 def _kind(value: Any) -> str:
     """The JSON type of a value; bool is its own kind so that True never equals 1."""
+    kind = _KIND_OF_TYPE.get(type(value))  # what JSON decodes to; subclasses take the long way
+    if kind is not None:
+        return kind
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
@@ -109,7 +128,7 @@ def _orderable(a: Any, b: Any) -> bool:
 
 
 def _is_scalar(value: Any) -> bool:
-    return _kind(value) in ("bool", "number", "string", "null")
+    return _kind(value) in SCALAR_KINDS
 
 
 def _in(actual: Any, values: Any) -> bool:
@@ -143,10 +162,13 @@ def _matches(actual: Any, pattern: Any) -> bool:
         return False
     text = actual[:MAX_INPUT_LENGTH]
     try:
-        return pattern.search(text) is not None
+        encoded = text.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate must not let text slip past a pattern: search the rest of it.
-        return pattern.search(text.encode("utf-8", "replace").decode("utf-8")) is not None
+        encoded = text.encode("utf-8", "replace")
+    # RE2 searches UTF-8 bytes: given a str it would encode it the same way, and then map the
+    # match's offsets back to characters, which a yes or no never needs.
+    return pattern.search(encoded) is not None
 
 
 def _exists(actual: Any, value: Any) -> bool:
@@ -168,6 +190,70 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     Operator.NOT_EXISTS: lambda a, v: not _exists(a, v),
     Operator.MATCHES: _matches,
 }
+
+
+_ORDERING = {
+    Operator.LT: operator.lt,
+    Operator.LTE: operator.le,
+    Operator.GT: operator.gt,
+    Operator.GTE: operator.ge,
+}
+
+
+def _never(actual: Any) -> bool:
+    return False
+
+
+def _key(value: Any) -> tuple[str, Any] | None:
+    """A hashable stand-in for a scalar such that two keys are equal exactly when `_equal`
+    holds between their values (NaN equals nothing, so it has none); None otherwise."""
+    kind = _kind(value)
+    if kind not in SCALAR_KINDS or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return (kind, value)
+
+
+def _member_keys(values: list) -> frozenset:
+    return frozenset(key for key in map(_key, values) if key is not None)
+
+
+def _bound_test(op: Any, expected: Any, test: Callable[[Any, Any], bool]) -> Callable[[Any], bool]:
+    """`test` with its expected value bound: the same answer as `test(actual, expected)` for
+    every actual, with what depends on the value alone (its kind, a set of the members of
+    a list) worked out once instead of on every submission."""
+    kind = _kind(expected)
+    scalar = kind in SCALAR_KINDS
+    if op == Operator.EQ and scalar:
+        return lambda actual: actual == expected and _kind(actual) == kind
+    if op == Operator.NE and scalar:
+        return lambda actual: _kind(actual) == kind and actual != expected
+    if op in _ORDERING:
+        if kind not in ("number", "string"):
+            return _never
+        compare = _ORDERING[op]
+        return lambda actual: _kind(actual) == kind and compare(actual, expected)
+    if op in (Operator.IN, Operator.NOT_IN):
+        if not isinstance(expected, list):
+            return _never
+        members = _member_keys(expected)
+        if op == Operator.IN:
+            return lambda actual: (k := _kind(actual)) in SCALAR_KINDS and (k, actual) in members
+        kinds = frozenset(map(_kind, expected))  # `not_in` is false when no member is of the actual's kind
+        return lambda actual: (
+            (k := _kind(actual)) in kinds and k in SCALAR_KINDS and (k, actual) not in members
+        )
+    if op == Operator.CONTAINS and scalar:
+
+        def contains(actual: Any) -> bool:
+            actual_kind = _kind(actual)
+            if actual_kind == "list":
+                return any(member == expected and _kind(member) == kind for member in actual)
+            return actual_kind == "string" and kind == "string" and expected in actual
+
+        return contains
+    if op == Operator.MATCHES and expected is None:
+        return _never
+    return lambda actual: test(actual, expected)
 
 
 def compile_pattern(pattern: Any) -> Any:
@@ -200,6 +286,12 @@ def shortened(value: Any) -> Any:
     value share MAX_SHOWN_CHARS. Characters storage refuses (NUL, lone surrogates) and
     non-finite numbers become text. The result is always a new object.
     """
+    kind = _KIND_OF_TYPE.get(type(value))
+    # The common cases, which come back as they are: short plain strings and finite numbers.
+    if kind == "string" and len(value) <= MAX_SHOWN_TEXT and value.isascii() and "\x00" not in value:
+        return value
+    if kind in ("bool", "null") or (kind == "number" and (type(value) is int or math.isfinite(value))):
+        return value
     return _Shortener().value(value, 0)
 
 
@@ -281,17 +373,18 @@ class CompiledCondition:
     path: tuple[str, ...]
     test: Callable[[Any, Any], bool] | None  # None: an unknown operator, which never matches
     expected: Any  # `value`, or for `matches` the compiled pattern
+    check: Callable[[Any], bool] = _never  # `test` with `expected` bound (`_bound_test`)
+    on_missing: bool = False  # the answer for a field the submission lacks
+    shown: tuple = ()  # field, op and (shortened) value, as a snapshot shows them
 
     def holds(self, submission: dict, integration_slug: str) -> bool:
         return self.holds_for(resolve(submission, self.path, integration_slug))
 
     def holds_for(self, actual: Any) -> bool:
-        if self.test is None:
-            return False
-        if actual is MISSING and self.op not in (Operator.EXISTS, Operator.NOT_EXISTS):
-            return False
+        if actual is MISSING:
+            return self.on_missing
         try:
-            return self.test(actual, self.expected)
+            return self.check(actual)
         except Exception:  # user data must never break the gate (e.g. recursion limits)
             logger.exception("Gate condition %s %s failed on a submission", self.field, self.op)
             return False
@@ -299,13 +392,23 @@ class CompiledCondition:
     def fired(self, actual: Any) -> dict:
         """What a snapshot keeps of this condition having held on `actual`."""
         present = actual is not MISSING
+        field_name, op_name, value = self.shown
         return {
-            "field": str(self.field),
-            "op": str(self.op),
-            "value": shortened(self.value),
+            "field": field_name,
+            "op": op_name,
+            "value": _fresh(value) if isinstance(value, list | dict) else value,
             "actual": shortened(actual) if present else None,
             "present": present,
         }
+
+
+def _fresh(value: Any) -> Any:
+    """A new copy of a shortened value (JSON: only lists and objects need copying)."""
+    if isinstance(value, list):
+        return [_fresh(entry) for entry in value]
+    if isinstance(value, dict):
+        return {key: _fresh(entry) for key, entry in value.items()}
+    return value
 
 
 def compile_condition(field_path: Any, op: Any, value: Any) -> CompiledCondition:
@@ -313,13 +416,18 @@ def compile_condition(field_path: Any, op: Any, value: Any) -> CompiledCondition
     test = OPERATORS.get(op)
     if test is None:
         logger.warning("Gate condition with unknown operator %r never matches", op)
+    expected = compile_pattern(value) if op == Operator.MATCHES and test is not None else value
     return CompiledCondition(
         field=field_path,
         op=op,
         value=value,
         path=tuple(str(field_path).split(".")),
         test=test,
-        expected=compile_pattern(value) if op == Operator.MATCHES and test is not None else value,
+        expected=expected,
+        check=_bound_test(op, expected, test) if test is not None else _never,
+        # Only the presence tests answer on an absent field, each always the same way.
+        on_missing=op in (Operator.EXISTS, Operator.NOT_EXISTS) and test(MISSING, expected),
+        shown=(str(field_path), str(op), shortened(value)),
     )
 
 
@@ -352,17 +460,22 @@ class CompiledRule:
         digest = hashlib.sha256(f"{item_id}:{self.rule_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.sample_rate
 
-    def snapshot_for(self, submission: dict, integration_slug: str) -> dict:
+    def snapshot_for(self, submission: dict, integration_slug: str, fields: dict | None = None) -> dict:
         """A new snapshot of this rule having matched `submission`, with the conditions that fired.
 
         Called for matched rules only, so the gate pays for it only where it gated.
         Under `match: all` every condition held; under `any` each is tested again
         (the match stopped at the first that held) and only those that hold are kept.
+        `fields` are values already looked up in the submission, by path (`RuleSet`).
         """
+        fields = fields or {}
+        retest = self.match_any and len(self.conditions) > 1  # the one condition of an `any` rule held
         fired = []
         for condition in self.conditions:
-            actual = resolve(submission, condition.path, integration_slug)
-            if not self.match_any or condition.holds_for(actual):
+            actual = fields.get(condition.path, _UNSEEN)
+            if actual is _UNSEEN:
+                actual = resolve(submission, condition.path, integration_slug)
+            if not retest or condition.holds_for(actual):
                 fired.append(condition.fired(actual))
         return {**self.snapshot, "fired": fired}
 
@@ -395,16 +508,185 @@ def compile_rule(rule: GateRule, conditions: Iterable[Any]) -> CompiledRule:
 
 def _item_key(item_id: Any) -> str:
     """The same item gives the same samples whether its id comes as a UUID or a string."""
+    if isinstance(item_id, uuid.UUID):
+        return str(item_id)
     try:
         return str(uuid.UUID(str(item_id)))
     except ValueError:
         return str(item_id)
 
 
+def _in_order(rule: CompiledRule) -> tuple[int, str]:
+    return (rule.priority, rule.name)
+
+
+@dataclass
+class _FieldIndex:
+    """What the rules of a RuleSet demand of one field, each rule at most one thing, as
+    bitmasks of rule positions: one of some values (`eq`, `in`: the index decides the
+    condition), a member (`contains` on a list; a string is left to the condition), or
+    only that the field be present (any other condition that is false on an absent field)."""
+
+    demanding: int = 0  # the rules that demand anything of the field
+    present: int = 0  # those for which its being present is enough
+    by_value: dict[tuple, int] = field(default_factory=dict)  # value key -> the rules it satisfies
+    containing: int = 0  # those that demand a member
+    by_member: dict[tuple, int] = field(default_factory=dict)  # member key -> the rules it satisfies
+
+    def demand(self, condition: CompiledCondition, bit: int) -> bool:
+        """Take on a demand of the condition if the rule has none of this field yet; True when
+        the index then decides the condition, so the rule need not test it."""
+        if self.demanding & bit:
+            return False
+        op, expected = condition.op, condition.expected
+        if op == Operator.EQ or (op == Operator.IN and isinstance(expected, list)):
+            keys = _member_keys(expected if op == Operator.IN else [expected])
+            if keys:  # holds exactly when the field has one of these values
+                self.demanding |= bit
+                for key in keys:
+                    self.by_value[key] = self.by_value.get(key, 0) | bit
+                return True
+        key = _key(expected) if op == Operator.CONTAINS else None
+        if key is not None:  # a list must have the member; a string is searched by the condition
+            self.demanding |= bit
+            self.containing |= bit
+            self.by_member[key] = self.by_member.get(key, 0) | bit
+        elif not condition.on_missing:  # false on an absent field
+            self.demanding |= bit
+            self.present |= bit
+        return False
+
+    def met(self, actual: Any) -> int:
+        """The demanding rules whose demand a present value meets."""
+        met = self.present
+        if self.by_value:
+            key = _key(actual)
+            if key is not None:
+                met |= self.by_value.get(key, 0)
+        if self.containing:
+            kind = _kind(actual)
+            if kind == "string":
+                met |= self.containing
+            elif kind == "list":
+                for member in actual:
+                    key = _key(member)
+                    if key is not None:
+                        met |= self.by_member.get(key, 0)
+        return met
+
+
+class RuleSet:
+    """Compiled rules in priority order, indexed once so that a submission is tested
+    only against the rules that can match it. What the process caches.
+
+    Most conditions of a large policy name the value a field must have
+    (`integration eq "support-bot"`, `action.type in [...]`, `signals.category eq
+    "hr"`) or a member its list must have (`signals.filter_flags contains "pii"`),
+    and nearly all the others need at least the field to be there. Under `match:
+    all` a rule can match only a submission that meets all of those demands, so the
+    index records, per field, which rules demand what of it: a submission looks
+    each indexed field up once, and only the rules whose every demand it meets go
+    on to test the conditions the index has not decided, the cheap ones first.
+    `any` rules of several conditions are always tested. The rules that apply are
+    the same as `applying_rules` finds by testing every rule of a list.
+    """
+
+    def __init__(self, rules: Iterable[CompiledRule]) -> None:
+        self.rules = sorted(rules, key=_in_order)
+        self.index: dict[tuple[str, ...], _FieldIndex] = {}
+        self.rest: list[tuple[CompiledCondition, ...]] = []  # per rule, the conditions left to test
+        for position, rule in enumerate(self.rules):
+            rest = rule.conditions
+            if not rule.match_any or len(rule.conditions) == 1:  # one condition: any is all
+                rest = self._add(1 << position, rule.conditions)
+            self.rest.append(tuple(sorted(rest, key=lambda condition: _COST.get(condition.op, 0))))
+        self.every = (1 << len(self.rules)) - 1
+
+    def _add(self, bit: int, conditions: tuple[CompiledCondition, ...]) -> list[CompiledCondition]:
+        """Index what a rule's conditions demand; return the conditions the index does not decide.
+        The deciding demands go first: a rule has at most one demand per field."""
+        deciding = sorted(conditions, key=lambda condition: condition.op not in (Operator.EQ, Operator.IN))
+        return [
+            condition
+            for condition in deciding
+            if not self.index.setdefault(condition.path, _FieldIndex()).demand(condition, bit)
+        ]
+
+    def __iter__(self):
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def applying(
+        self, body: dict, *, item_id: Any, integration_slug: str, fields: dict | None = None
+    ) -> list[CompiledRule]:
+        """The rules that apply to a submission, as `applying_rules` gives them; the fields
+        looked up on the way are left in `fields`, by path."""
+        values: dict[tuple[str, ...], Any] = {} if fields is None else fields
+        failed = 0  # the rules with a demand the submission does not meet
+        for path, entry in self.index.items():
+            actual = values[path] = resolve(body, path, integration_slug)
+            if actual is MISSING:
+                failed |= entry.demanding
+            elif entry.by_value or entry.containing:  # (a present field meets every presence demand)
+                failed |= entry.demanding & ~entry.met(actual)
+        candidates = self.every & ~failed
+        applied, sample_key = [], None
+        while candidates:  # lowest bit first: in priority order
+            lowest = candidates & -candidates
+            candidates ^= lowest
+            position = lowest.bit_length() - 1
+            rule, rest = self.rules[position], self.rest[position]
+            if rest and not _conditions_hold(rest, rule.match_any, values, body, integration_slug):
+                continue
+            if rule.sample_rate < 1:
+                sample_key = sample_key or _item_key(item_id)
+                if not rule.samples_in(sample_key):
+                    continue
+            applied.append(rule)
+        return applied
+
+
+# The order a rule's remaining conditions are tested in: the cheap ones first, so a rule
+# that fails usually fails before a pattern runs (the answer is the same in any order).
+_COST = {Operator.CONTAINS: 1, Operator.CONTAINS_ANY: 2, Operator.MATCHES: 3}
+
+
+def _conditions_hold(
+    conditions: tuple[CompiledCondition, ...], match_any: bool, values: dict, body: dict, slug: str
+) -> bool:
+    """Whether `conditions` hold together (any or all), with each field looked up once per
+    submission in `values`; `CompiledCondition.holds_for`, inlined for the hot loop."""
+    for condition in conditions:
+        actual = values.get(condition.path, _UNSEEN)
+        if actual is _UNSEEN:
+            actual = values[condition.path] = resolve(body, condition.path, slug)
+        if actual is MISSING:
+            held = condition.on_missing
+        else:
+            try:
+                held = condition.check(actual)
+            except Exception:  # as in holds_for
+                logger.exception("Gate condition %s %s failed on a submission", condition.field, condition.op)
+                held = False
+        if held:
+            if match_any:
+                return True
+        elif not match_any:
+            return False
+    return not match_any
+
+
 def apply_rules(
     rules: Iterable[CompiledRule], submission: Any, *, item_id: Any, integration_slug: str
 ) -> GateDecision:
     """Apply compiled rules: every enforced match is recorded, the strongest outcome wins."""
+    if isinstance(rules, RuleSet):
+        # The snapshots reuse the fields that matching looked up.
+        body, fields = submission if isinstance(submission, dict) else {}, {}
+        applied = rules.applying(body, item_id=item_id, integration_slug=integration_slug, fields=fields)
+        return decide(applied, body, integration_slug=integration_slug, fields=fields)
     applied = applying_rules(rules, submission, item_id=item_id, integration_slug=integration_slug)
     return decide(applied, submission, integration_slug=integration_slug)
 
@@ -415,23 +697,42 @@ def applying_rules(
     """The rules that take part in the decision on a submission (matched, and sampled in), in
     priority order. Apart from `decide` so a backtest tests each rule once for two rule sets."""
     body = submission if isinstance(submission, dict) else {}
-    key = _item_key(item_id)
-    ordered = sorted(rules, key=lambda r: (r.priority, r.name))
-    return [r for r in ordered if r.matches(body, integration_slug) and r.samples_in(key)]
+    if isinstance(rules, RuleSet):
+        return rules.applying(body, item_id=item_id, integration_slug=integration_slug)
+    key = None
+    applied = []
+    for rule in sorted(rules, key=_in_order):
+        if not rule.matches(body, integration_slug):
+            continue
+        if rule.sample_rate < 1:
+            key = key or _item_key(item_id)
+            if not rule.samples_in(key):
+                continue
+        applied.append(rule)
+    return applied
 
 
 def decide(
-    applied: Iterable[CompiledRule], submission: Any, *, integration_slug: str, snapshots: bool = True
+    applied: Iterable[CompiledRule],
+    submission: Any,
+    *,
+    integration_slug: str,
+    snapshots: bool = True,
+    fields: dict | None = None,
 ) -> GateDecision:
     """The decision once `applied` (see `applying_rules`) is known: outcome precedence and queue.
 
     Without `snapshots`, matched_rules and shadow_matches stay empty (a backtest needs
-    only the outcome and the queue).
+    only the outcome and the queue). `fields`: see `CompiledRule.snapshot_for`.
     """
     body = submission if isinstance(submission, dict) else {}
     ordered = sorted(applied, key=lambda r: (r.priority, r.name))
     enforced = [r for r in ordered if r.enforced]
-    shadow = [r.snapshot_for(body, integration_slug) for r in ordered if not r.enforced] if snapshots else []
+    shadow = (
+        [r.snapshot_for(body, integration_slug, fields) for r in ordered if not r.enforced]
+        if snapshots
+        else []
+    )
     if not enforced:
         return GateDecision(Outcome.AUTO_APPROVE.value, ItemStatus.AUTO_APPROVED.value, shadow_matches=shadow)
 
@@ -449,7 +750,7 @@ def decide(
         queue=winner.queue if review else None,
         spot_check_queue=winner.queue if spot_check else None,
         risk_level=max((r.risk_level for r in enforced), key=lambda level: RISK_RANK.get(level, 0)),
-        matched_rules=[r.snapshot_for(body, integration_slug) for r in enforced] if snapshots else [],
+        matched_rules=[r.snapshot_for(body, integration_slug, fields) for r in enforced] if snapshots else [],
         shadow_matches=shadow,
     )
 
@@ -516,7 +817,7 @@ def evaluate(submission: Any, *, item_id: Any, integration_slug: str) -> GateDec
     if elapsed is None or not 0 <= elapsed < settings.HITL_RULES_REFRESH_SECONDS:
         revision = rules_revision()
         # Loaded after reading the revision, so the rules are at least that recent.
-        rules = cached.rules if cached is not None and cached.revision == revision else load_rules()
+        rules = cached.rules if cached is not None and cached.revision == revision else RuleSet(load_rules())
         cached = _Cached(revision, rules, now)
         with _lock:
             _cache = cached
@@ -526,5 +827,5 @@ def evaluate(submission: Any, *, item_id: Any, integration_slug: str) -> GateDec
 @dataclass(frozen=True)
 class _Cached:
     revision: tuple
-    rules: list[CompiledRule]
+    rules: Iterable[CompiledRule]  # a RuleSet (any iterable of compiled rules works)
     checked_at: float

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from reviews.exceptions import ClaimedByAnother, NotAllowed, NotClaimed
@@ -46,15 +46,26 @@ def claim_next(*, queue: Queue, user) -> ReviewItem | None:
     require_reviewer(user, queue)
     now = timezone.now()
     with transaction.atomic():
-        held = (
-            ReviewItem.objects.select_for_update(of=("self",))
-            .filter(queue=queue, status=ItemStatus.IN_REVIEW, claimed_by=user, claim_expires_at__gt=now)
+        # One look at the queue's items in review: this user's live claims, and lapsed ones.
+        in_review = list(
+            ReviewItem.objects.filter(queue=queue, status=ItemStatus.IN_REVIEW)
+            .filter(Q(claimed_by=user, claim_expires_at__gt=now) | Q(claim_expires_at__lte=now))
             .order_by("claimed_at")
-            .first()
+            .values_list("pk", "claim_expires_at")
         )
-        if held is not None:
-            take_claim(held, user, now, "claim renewed")
-            return held
+        for item_id, expires_at in in_review:
+            if expires_at > now:  # held by this user: locked, and checked again under the lock
+                held = (
+                    ReviewItem.objects.select_for_update(of=("self",))
+                    .filter(
+                        pk=item_id, status=ItemStatus.IN_REVIEW, claimed_by=user, claim_expires_at__gt=now
+                    )
+                    .first()
+                )
+                if held is not None:
+                    take_claim(held, user, now, "claim renewed")
+                    return held
+        lapsed = any(expires_at <= now for _, expires_at in in_review)
 
         already_approved = Decision.objects.filter(
             item=OuterRef("pk"),
@@ -69,6 +80,13 @@ def claim_next(*, queue: Queue, user) -> ReviewItem | None:
             .in_review_order()
         )
         if connection.features.has_select_for_update_skip_locked:
+            # Pending items come from the index item_queue_order (queue, status, priority,
+            # due_at) already in review order, so the first free one is found without
+            # sorting the queue. A lapsed claim is claimable too, under another status,
+            # until the sweep makes it pending again: only while the queue has one are
+            # all the candidates sorted together.
+            if not lapsed:
+                candidates = candidates.filter(status=ItemStatus.PENDING)
             item = candidates.select_for_update(skip_locked=True, of=("self",)).first()
             if item is not None:
                 take_claim(item, user, now, "claimed")
