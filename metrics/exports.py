@@ -36,7 +36,6 @@ database, as every write is.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -48,7 +47,7 @@ from json.encoder import encode_basestring  # the C encoder of a JSON string
 from pathlib import Path
 
 from celery import current_app
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Case, Exists, JSONField, OuterRef, Q, QuerySet, Subquery, TextField, When
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -66,7 +65,7 @@ from reviews.models import (
     ItemStatus,
     Queue,
 )
-from reviews.spreadsheet import safe_cell
+from reviews.spreadsheet import safe_row
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +118,8 @@ AS_JSON_TEXT = {
     "matched_rules": "item__matched_rules",
 }
 JSON_FIELDS = frozenset({*AS_JSON_TEXT, "reason_codes"})  # JSON text in CSV cells too
+# The two moments, read as text too: a date-time column would be parsed in Python.
+AS_TEXT = {"submitted_at_text": "item__created_at", "decided_at_text": "created_at"}
 ROW_COLUMNS = (
     "item_id",
     "item__external_id",
@@ -128,8 +129,8 @@ ROW_COLUMNS = (
     "action",
     "justification",
     "reviewer__username",
-    "item__created_at",
-    "created_at",
+    "submitted_at_text",
+    "decided_at_text",
     "codes_json",
     "edit_codes_json",
     *(f"{name}_json" for name in AS_JSON_TEXT),
@@ -265,10 +266,16 @@ def final_decisions(
         codes_json=Cast("cited_codes", TextField()),
         edit_codes_json=Case(When(approved_edit, then=edit_codes), default=None, output_field=TextField()),
         **{f"{name}_json": Cast(path, TextField()) for name, path in AS_JSON_TEXT.items()},
+        **{name: Cast(path, TextField()) for name, path in AS_TEXT.items()},
     ).values(*ROW_COLUMNS)
 
 
-def _moment(value: datetime) -> str:
+def _moment(text: str) -> str:
+    """A date-time read as text (PostgreSQL: with its offset; SQLite: naive, in the
+    connection's time zone) as ISO 8601 in UTC, `Z` for the offset."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=connections[DEFAULT_DB_ALIAS].timezone)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -298,8 +305,8 @@ def row_values(row: dict) -> tuple[str | None, ...]:
         row["justification"],
         codes,
         row["reviewer__username"],
-        _moment(row["item__created_at"]),
-        _moment(row["created_at"]),
+        _moment(row["submitted_at_text"]),
+        _moment(row["decided_at_text"]),
         row["matched_rules_json"],
     )
 
@@ -337,25 +344,13 @@ def preference_pair(row: dict) -> dict:
     }
 
 
-class _Line:
-    """What csv.writer writes to: the row comes back as text."""
-
-    def write(self, text: str) -> str:
-        return text
-
-
 def renderer(export_format: str) -> tuple[str, Callable[[dict], str]]:
     """The file's header (CSV only) and the function that turns a row into its line."""
     if export_format == Format.JSONL:
         return "", jsonl_line
     if export_format == Format.PREFERENCE_PAIRS:
         return "", lambda row: json.dumps(preference_pair(row), ensure_ascii=False) + "\n"
-    writer = csv.writer(_Line())
-
-    def csv_line(row: dict) -> str:
-        return writer.writerow(["" if value is None else safe_cell(value) for value in row_values(row)])
-
-    return writer.writerow(JSONL_FIELDS), csv_line
+    return safe_row(JSONL_FIELDS), lambda row: safe_row(row_values(row))
 
 
 # --- Writing --------------------------------------------------------------------------------

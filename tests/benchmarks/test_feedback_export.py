@@ -6,16 +6,19 @@
 The benchmark fills the PostgreSQL test database through COPY, a batch at a time, with
 decided items and their decisions (70% approved, 15% edited, 15% rejected; one in
 ten in a four-eyes queue, with a first approval or edit before the final decision),
-each with a realistic input, output and matched-rule snapshot, up to each size of
-HITL_BENCH_EXPORT_SIZES (default "100000,1000000"), then runs VACUUM ANALYZE.
+each with a realistic input, output and matched-rule snapshot, up to each size
+(`report.big() // 10` and `report.big()`: 100k and 1M items, or 10k and 100k under
+BENCH_SCALE=small; HITL_BENCH_EXPORT_SIZES, comma-separated, instead), then runs
+VACUUM ANALYZE.
 
 At each size it runs `metrics.exports.write_export` for each of
-HITL_BENCH_EXPORT_FORMATS (default "jsonl") over every decision, in a fresh Python
-process (as a worker would: Django set up, one export, nothing else), and prints
-the rows, seconds, rows per second, the size of the file and the process's peak
-resident memory (VmHWM) with that of a process that only sets Django up.
-Targets: at least 20k rows/s, and the peak at 1M within 1.2x the peak at 100k.
-It asserts only that every row was written, never a timing.
+HITL_BENCH_EXPORT_FORMATS (default "jsonl,csv,preference_pairs") over every decision,
+in a fresh Python process (as a worker would: Django set up, one export, nothing
+else), and prints the rows, seconds, rows per second, the size of the file and the
+process's peak resident memory (VmHWM) with that of a process that only sets Django
+up. It records rows/s (target: at least 20,000) and the peak (target: at the large
+size within 1.2x the peak at the small one) of each format at both sizes. It asserts
+only that every row was written, never a timing.
 """
 
 from __future__ import annotations
@@ -37,12 +40,16 @@ from django.utils import timezone
 from metrics import exports
 from metrics.models import FeedbackExport
 from reviews.models import Decision, ReviewItem
+from tests.benchmarks.report import big, record
 from tests.benchmarks.test_metrics_answer import copy_rows
 from tests.factories import IntegrationFactory, QueueFactory, UserFactory
 from tests.processes import ROOT, database_url
 
-SIZES = [int(size) for size in os.environ.get("HITL_BENCH_EXPORT_SIZES", "100000,1000000").split(",")]
-FORMATS = os.environ.get("HITL_BENCH_EXPORT_FORMATS", "jsonl").split(",")
+SIZES = [int(size) for size in os.environ.get("HITL_BENCH_EXPORT_SIZES", f"{big() // 10},{big()}").split(",")]
+FORMATS = os.environ.get("HITL_BENCH_EXPORT_FORMATS", "jsonl,csv,preference_pairs").split(",")
+AREA = "Feedback export"
+RATE_TARGET = 20_000
+PEAK_RATIO_TARGET = 1.2
 BATCH_ITEMS = 50_000
 SPAN = timedelta(weeks=8)
 
@@ -267,10 +274,19 @@ def test_feedback_export_throughput_and_memory(tmp_path):
             os.remove(path)
             peak = measured["peak_kib"]
             ratio = peak / first_peak.setdefault(fmt, peak)
-            figures = (f"{measured['rows']:,}", fmt, f"{measured['seconds']:.1f}",
-                       f"{measured['rows'] / measured['seconds']:,.0f}", f"{size_mib:,.0f} MiB", mib(peak),
-                       f"{ratio:.2f}x")  # fmt: skip
+            rate = measured["rows"] / measured["seconds"]
+            figures = (f"{measured['rows']:,}", fmt, f"{measured['seconds']:.1f}", f"{rate:,.0f}",
+                       f"{size_mib:,.0f} MiB", mib(peak), f"{ratio:.2f}x")  # fmt: skip
             print("{:>10} {:>17} {:>8} {:>9} {:>10} {:>9} {:>9}".format(*figures), flush=True)
+            at = f"{fmt} at {size:,} items"
+            record(AREA, f"{at}: rows/s", f"{rate:,.0f}", target=f">= {RATE_TARGET:,} rows/s",
+                   met=rate >= RATE_TARGET)  # fmt: skip
+            if size == SIZES[0]:
+                record(AREA, f"{at}: peak RSS", mib(peak))
+            else:
+                record(AREA, f"{at}: peak RSS", f"{mib(peak)} ({ratio:.2f}x at {SIZES[0]:,})",
+                       target=f"<= {PEAK_RATIO_TARGET}x the peak at {SIZES[0]:,}",
+                       met=ratio <= PEAK_RATIO_TARGET)  # fmt: skip
         print(f"{'':>10} (filling up to {size:,} items took {filled:.0f} s)", flush=True)
     print(f"  plan of the {FORMATS[0]} export's query over {SIZES[-1]:,} items:")
     print(plan(FORMATS[0], now))
