@@ -38,7 +38,7 @@ from tests.benchmarks.report import big, record
 SMALL = 10_000
 ROUNDS = int(os.environ.get("HITL_BENCH_PAGE_ROUNDS", "5"))
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def generate(items: int) -> float:

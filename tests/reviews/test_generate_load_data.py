@@ -53,7 +53,7 @@ def fingerprint() -> list[tuple]:
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_realistic_load_with_every_kind_of_decision_and_a_sealed_chain():
     output = generate(processes=2)
     assert "Added 2,500 items" in output
@@ -94,7 +94,7 @@ def test_a_realistic_load_with_every_kind_of_decision_and_a_sealed_chain():
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_same_seed_twice_adds_nothing_and_a_larger_count_tops_up():
     generate(items=1_200)
     before = fingerprint()
@@ -146,7 +146,7 @@ def test_a_block_made_in_part_equals_the_same_part_of_the_whole_block():
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_refuses_a_database_with_real_items_unless_forced(integration):
     services.submit_item(integration=integration, payload=submission(external_id="real-1"))
     with pytest.raises(CommandError, match="did not make"):
@@ -158,7 +158,7 @@ def test_refuses_a_database_with_real_items_unless_forced(integration):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_seed_keeps_what_it_was_made_with():
     generate(items=10)
     with pytest.raises(CommandError, match="--days 30"):
