@@ -4,11 +4,16 @@ and claim answers all use these, so the representation is written once."""
 from __future__ import annotations
 
 import json
+import uuid
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch, QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField
+from rest_framework.relations import PKOnlyObject
 from rest_framework.renderers import JSONRenderer
 
 from reviews.models import Decision, ReviewItem
@@ -21,14 +26,64 @@ class JSONObjectField(serializers.JSONField):
     default_error_messages = {"not_object": "Expected a JSON object."}
 
     def to_internal_value(self, data):
-        data = super().to_internal_value(data)
+        # DRF's JSONField checks that the value serialises by serialising it whole (up to
+        # HITL_MAX_SUBMISSION_BYTES). The API's bodies are parsed from JSON, bounded and
+        # checked (BoundedJSONParser), so anything they hold serialises: only the type is left.
         if not isinstance(data, dict):
             self.fail("not_object")
         return data
 
 
-class DecisionSerializer(serializers.ModelSerializer):
-    reviewer = serializers.CharField(source="reviewer.get_username")
+# DRF's `to_representation`, with what DRF works out again for every instance (the
+# readable fields, and for each how it finds its value) worked out once per serializer:
+# a list page serialises up to 200 items with the same fields. A field that reads one of
+# the model's columns as it is gets it with `getattr`; every other field (related, nested,
+# method fields, dotted sources) goes through DRF's `get_attribute` as before; a time
+# field looks the current time zone up once per answer, not once per value. The values
+# and their representations are DRF's own. (A comment, not a docstring: drf-spectacular
+# would take a docstring for the description of every serializer that mixes this in.)
+class FieldsOnce:
+    def to_representation(self, instance):
+        plan = self.__dict__.get("_fields_once")
+        if plan is None:
+            columns = {field.attname for field in self.Meta.model._meta.concrete_fields}
+            plan = self._fields_once = []
+            for field in self._readable_fields:
+                if isinstance(field, serializers.DateTimeField) and not hasattr(field, "timezone"):
+                    field.timezone = field.default_timezone()  # the current one, for this answer
+                plan.append((field.field_name, field, _column_read_as_is(field, columns)))
+        answer = {}
+        for name, field, column in plan:
+            if column is None:
+                try:
+                    value = field.get_attribute(instance)
+                except SkipField:
+                    continue
+                if isinstance(value, PKOnlyObject):
+                    answer[name] = None if value.pk is None else field.to_representation(value)
+                    continue
+            else:
+                value = getattr(instance, column)
+            answer[name] = None if value is None else field.to_representation(value)
+        return answer
+
+
+def _column_read_as_is(field: serializers.Field, columns: set[str]) -> str | None:
+    if type(field).get_attribute is not serializers.Field.get_attribute or len(field.source_attrs) != 1:
+        return None
+    return field.source_attrs[0] if field.source_attrs[0] in columns else None
+
+
+class ReviewerName(serializers.CharField):
+    """The decision's reviewer by username, asked of the user directly: DRF's dotted
+    source would inspect the signature of `get_username` on every decision shown."""
+
+    def get_attribute(self, decision: Decision) -> str:
+        return decision.reviewer.get_username()
+
+
+class DecisionSerializer(FieldsOnce, serializers.ModelSerializer):
+    reviewer = ReviewerName(source="reviewer.get_username")
     reason_codes = serializers.SerializerMethodField()
 
     class Meta:
@@ -37,6 +92,36 @@ class DecisionSerializer(serializers.ModelSerializer):
 
     def get_reason_codes(self, decision: Decision) -> list[str]:
         return list(decision.cited_codes)
+
+
+# Where `decisions_shown()` puts an item's decisions: a plain list, so that a page of
+# items costs no queryset per item (as the default prefetch cache does).
+SHOWN_DECISIONS = "shown_decisions"
+
+
+def decisions_shown() -> Prefetch:
+    """An item's decisions as the representation shows them: the reviewer's name read
+    with them, and nothing it leaves out (the edited versions, the checklist)."""
+    return Prefetch(
+        "decisions",
+        queryset=Decision.objects.select_related("reviewer").only(
+            "item",
+            "action",
+            f"reviewer__{get_user_model().USERNAME_FIELD}",
+            "justification",
+            "cited_codes",
+            "created_at",
+        ),
+        to_attr=SHOWN_DECISIONS,
+    )
+
+
+class ShownDecisions(serializers.ListSerializer):
+    """An item's decisions: those `decisions_shown()` read, else read now."""
+
+    def get_attribute(self, instance):
+        shown = getattr(instance, SHOWN_DECISIONS, None)
+        return instance.decisions.all() if shown is None else shown
 
 
 def review_url(item_id, request=None) -> str:
@@ -51,8 +136,11 @@ def review_url(item_id, request=None) -> str:
     return settings.HITL_PUBLIC_URL + path
 
 
+URL_PLACEHOLDER = uuid.UUID(int=0)
+
+
 # API answers pass `context={"request": request}`, so that `review_url` is absolute.
-class ItemSerializer(serializers.ModelSerializer):
+class ItemSerializer(FieldsOnce, serializers.ModelSerializer):
     queue = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     input = JSONObjectField()
@@ -64,7 +152,7 @@ class ItemSerializer(serializers.ModelSerializer):
     matched_rules = serializers.ListField(child=JSONObjectField())
     final_output = serializers.JSONField(allow_null=True)
     final_action = serializers.JSONField(allow_null=True)
-    decisions = DecisionSerializer(many=True, read_only=True)
+    decisions = ShownDecisions(child=DecisionSerializer(), read_only=True)
     review_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -96,7 +184,12 @@ class ItemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_review_url(self, item: ReviewItem) -> str:
-        return review_url(item.pk, self.context.get("request"))
+        # Resolved once per answer (a list page has up to 200 items), then filled in.
+        template = getattr(self, "_review_url_template", None)
+        if template is None:
+            template = self._review_url_template = review_url(URL_PLACEHOLDER, self.context.get("request"))
+        head, _, tail = template.rpartition(str(URL_PLACEHOLDER))
+        return f"{head}{item.pk}{tail}"
 
 
 # Left out of list pages: each may be up to HITL_MAX_SUBMISSION_BYTES, and a page of 200
@@ -112,8 +205,35 @@ class ItemSummarySerializer(ItemSerializer):
         read_only_fields = fields
 
 
+# Columns no representation shows: a read leaves them in the database.
+NOT_SHOWN = ("shadow_matches", "executed_action", "request_hash")
+# The columns a summary shows (and the keys that lead to its queue and claimant).
+SUMMARY_COLUMNS = (
+    *(
+        name
+        for name in ItemSummarySerializer.Meta.fields
+        if name not in ("queue", "claimed_by", "decisions", "review_url")
+    ),
+    "queue__slug",
+    "claimed_by__username",
+)
+
+
+def for_representation(items: QuerySet[ReviewItem], *, summary: bool = False) -> QuerySet[ReviewItem]:
+    """`items` with what the representation shows read alongside, in two statements
+    whatever their number: the items with their queue and claimant, then their
+    decisions with the reviewers. A summary reads only the columns it shows."""
+    items = items.select_related("queue", "claimed_by").prefetch_related(decisions_shown())
+    return items.only(*SUMMARY_COLUMNS) if summary else items.defer(*NOT_SHOWN)
+
+
 def item_representation(item: ReviewItem) -> dict:
     """The item as `GET /api/v1/items/{id}/` shows it, as plain JSON (webhook bodies;
-    `review_url` from HITL_PUBLIC_URL, since there is no request to build it from)."""
-    item = ReviewItem.objects.select_related("queue", "claimed_by").get(pk=item.pk)
-    return json.loads(JSONRenderer().render(ItemSerializer(item).data))
+    `review_url` from HITL_PUBLIC_URL, since there is no request to build it from).
+
+    Read back from the database, as that answer would read it. The decisions it read
+    are left on `item` as well (SHOWN_DECISIONS): a service calls this last, once the
+    decisions are written, and the API's answer after the commit shows the same ones."""
+    stored = for_representation(ReviewItem.objects.all()).get(pk=item.pk)
+    setattr(item, SHOWN_DECISIONS, getattr(stored, SHOWN_DECISIONS))
+    return json.loads(JSONRenderer().render(ItemSerializer(stored).data))

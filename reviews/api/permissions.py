@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from reviews.access import is_staff_reader
+from reviews.access import is_reviewer, is_staff_reader
 from reviews.api.authentication import integration_of
-from reviews.models import REVIEWERS_GROUP
 
 
 class IsIntegration(BasePermission):
@@ -27,7 +26,4 @@ class IsReviewer(BasePermission):
     message = "Reviewers only."
 
     def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_active) and (
-            user.is_superuser or user.groups.filter(name=REVIEWERS_GROUP).exists()
-        )
+        return is_reviewer(request.user)

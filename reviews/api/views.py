@@ -2,6 +2,7 @@
 
 Every queryset is scoped to the caller before any lookup, so another
 integration's item, or an item of a queue the reviewer may not see, is a 404.
+Each request reads the caller's groups once (`reviews.access.remembering_groups`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC
 
-from django.db.models import Prefetch
+from django.db.models import prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -25,7 +26,7 @@ from rest_framework.views import APIView
 
 from policies.engine import evaluate
 from reviews import services
-from reviews.access import visible_items
+from reviews.access import remembering_groups, visible_items
 from reviews.api.authentication import integration_of
 from reviews.api.filters import ItemFilter
 from reviews.api.permissions import IsIntegration, IsReviewer, IsStaffReader
@@ -40,8 +41,13 @@ from reviews.api.serializers import (
     SubmitResponseSerializer,
     rule_summaries,
 )
-from reviews.models import Decision, Queue, ReviewItem
-from reviews.representation import CONTENT_FIELDS, ItemSerializer, ItemSummarySerializer
+from reviews.models import Queue, ReviewItem
+from reviews.representation import (
+    ItemSerializer,
+    ItemSummarySerializer,
+    decisions_shown,
+    for_representation,
+)
 from reviews.selectors import queue_overview
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -89,16 +95,30 @@ class ItemCursorPagination(CursorPagination):
         return cursor._replace(position=moment.isoformat())
 
 
-def scoped_items(request):
-    """The items the caller may see, ready for the item representation."""
-    # The representation's decisions never show the edited versions: they are not loaded.
-    decisions = Decision.objects.select_related("reviewer").defer(
-        "edited_output", "edited_action", "checklist"
-    )
-    items = ReviewItem.objects.select_related("queue", "claimed_by").prefetch_related(
-        Prefetch("decisions", queryset=decisions)
-    )
+# Commands on one item: the lookup only turns an item the caller may not see into a
+# 404; the service reads the row again under its lock, and that copy is the answer.
+ITEM_COMMANDS = ("cancel", "release", "decisions")
+
+
+def scoped_items(request, *, summary: bool = False):
+    """The items the caller may see, ready for the item representation (or its summary)."""
+    items = for_representation(ReviewItem.objects.all(), summary=summary)
     return visible_items(user=request.user, integration=integration_of(request), items=items)
+
+
+def as_answered(item: ReviewItem) -> ReviewItem:
+    """A row a service has just locked and changed, with the decisions the answer shows
+    (read after the commit, so they are the stored ones)."""
+    prefetch_related_objects([item], decisions_shown())
+    return item
+
+
+class RemembersGroups:
+    """The caller's groups are read once per request, whatever asks about them."""
+
+    def dispatch(self, request, *args, **kwargs):
+        with remembering_groups():
+            return super().dispatch(request, *args, **kwargs)
 
 
 def read_idempotency_key(request) -> str:
@@ -110,7 +130,7 @@ def read_idempotency_key(request) -> str:
     return key
 
 
-class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ItemViewSet(RemembersGroups, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = ItemSerializer
     filter_backends = [DjangoFilterBackend]
     filterset_class = ItemFilter
@@ -125,10 +145,19 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return [(IsIntegration | IsStaffReader)()]
 
     def get_queryset(self):
-        items = scoped_items(self.request)
-        if self.action == "list":
-            items = items.defer(*CONTENT_FIELDS, "executed_action")
-        return items
+        if self.action in ITEM_COMMANDS:
+            visible = ReviewItem.objects.only("pk")
+            return visible_items(
+                user=self.request.user, integration=integration_of(self.request), items=visible
+            )
+        return scoped_items(self.request, summary=self.action == "list")
+
+    def filter_queryset(self, queryset):
+        # Without query parameters every filter is empty and the queryset comes back as it
+        # went in: the filter set and its form are not built (a command's lookup, a read).
+        if not self.request.query_params:
+            return queryset
+        return super().filter_queryset(queryset)
 
     def get_serializer_class(self):
         return ItemSummarySerializer if self.action == "list" else ItemSerializer
@@ -192,7 +221,7 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def cancel(self, request, pk=None):
         """Withdraw an item while it is pending or in review."""
         item = services.cancel(item=self.get_object(), integration=integration_of(request))
-        return Response(self.get_serializer(self.get_queryset().get(pk=item.pk)).data)
+        return Response(self.get_serializer(as_answered(item)).data)
 
     @extend_schema(
         request=None,
@@ -207,7 +236,7 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def release(self, request, pk=None):
         """Give a claim back; the item is pending again for anyone."""
         item = services.release(item=self.get_object(), user=request.user)
-        return Response(self.get_serializer(self.get_queryset().get(pk=item.pk)).data)
+        return Response(self.get_serializer(as_answered(item)).data)
 
     @extend_schema(
         request=DecisionInputSerializer,
@@ -236,14 +265,14 @@ class ItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             checklist=data["checklist"],
             escalate_to=data["escalate_to"] or None,
         )
-        item = self.get_queryset().get(pk=item.pk)
+        context = {"item": as_answered(decision.item), "request": request}
         return Response(
-            DecisionResultSerializer(decision, context={"item": item, "request": request}).data,
+            DecisionResultSerializer(decision, context=context).data,
             status=status.HTTP_201_CREATED,
         )
 
 
-class QueueViewSet(viewsets.GenericViewSet):
+class QueueViewSet(RemembersGroups, viewsets.GenericViewSet):
     """Queues for reviewers: what waits where, and the next item to take."""
 
     permission_classes = [IsReviewer]
@@ -280,7 +309,7 @@ class QueueViewSet(viewsets.GenericViewSet):
         return Response(ItemSerializer(item, context={"request": request}).data)
 
 
-class EvaluateView(APIView):
+class EvaluateView(RemembersGroups, APIView):
     permission_classes = [IsIntegration]
 
     @extend_schema(
@@ -302,7 +331,7 @@ class EvaluateView(APIView):
         )
 
 
-class IncidentView(APIView):
+class IncidentView(RemembersGroups, APIView):
     permission_classes = [IsIntegration | IsReviewer]
 
     @extend_schema(

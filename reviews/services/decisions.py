@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from reviews import chain
 from reviews.delivery.executors import InvalidAction, executor_for
 from reviews.exceptions import ClaimedByAnother, InvalidDecision, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
-from reviews.services.claims import ensure_distinct_approver, require_reviewer, round_approvals
+from reviews.services.claims import ensure_distinct_approver
 from reviews.services.feedback import incident_from_spot_check, raise_backlog_items
 from reviews.services.transitions import (
     approve_as_is,
@@ -45,7 +46,8 @@ def decide(
     """Record a reviewer's decision and move the item on (`bulk`: one of a bulk
     approval, allowed only where `item.may_be_bulk_approved`).
 
-    1. Lock the item; the user must review its queue; it must still be open
+    1. Lock the item (with its queue, and whether the user reviews that queue, in
+       the same statement); the user must review its queue; it must still be open
        and not claimed by someone else (an unclaimed item is claimed implicitly).
     2. Validate: justification, reason codes for the action, checklist on
        approve and edit, an edit that differs, a distinct second approver.
@@ -70,9 +72,10 @@ def decide(
 
     now = timezone.now()
     with transaction.atomic():
-        item = lock(item)
+        item = lock(item, reviewer=user)
         queue = item.queue
-        require_reviewer(user, queue)
+        if queue is None or not item.reviewable:
+            raise NotAllowed("You are not a reviewer of this queue.")
         ensure_open(item)
         if item.is_claimed_by_other(user, now):
             raise ClaimedByAnother(f"{item.claimed_by} holds the claim on this item.")
@@ -80,7 +83,9 @@ def decide(
             raise NotAllowed("This item cannot be bulk approved: open it and decide it on its own.")
 
         codes = _reason_codes(reason_codes or [], action)
-        approvals = round_approvals(item)
+        earlier = _earlier_decisions(item)
+        this_round = [d for d in earlier if d.round == item.review_round]
+        approvals = [d for d in this_round if d.is_approval]
         is_approval = action in (DecisionAction.APPROVE, DecisionAction.EDIT)
         if is_approval:
             ensure_distinct_approver(approvals, user)
@@ -94,9 +99,10 @@ def decide(
             _check_edit(item, edited_output, edited_action)
         target = _escalation_target(queue, escalate_to) if action == DecisionAction.ESCALATE else None
 
-        step = item.decisions.filter(round=item.review_round).count() + 1
+        escalated_by = {d.reviewer_id for d in earlier if d.action == DecisionAction.ESCALATE}
         is_final = action == DecisionAction.REJECT or (
-            is_approval and _approvals_suffice(item, [*(d.reviewer_id for d in approvals), user.pk])
+            is_approval
+            and _approvals_suffice(item, [*(d.reviewer_id for d in approvals), user.pk], escalated_by)
         )
         decision = Decision.objects.create(
             item=item,
@@ -109,12 +115,14 @@ def decide(
             checklist=answers,
             cited_codes=[code.code for code in codes],
             round=item.review_round,
-            step=step,
+            step=len(this_round) + 1,
             is_final=is_final,
             seconds_spent=_seconds_spent(item, user, now),
             created_at=now,
         )
-        decision.reason_codes.set(codes)
+        if codes:  # a new decision has no codes yet: insert the links, nothing to compare with
+            cited = Decision.reason_codes.through
+            cited.objects.bulk_create([cited(decision=decision, reasoncode=code) for code in codes])
 
         if action == DecisionAction.ESCALATE:
             escalate(item, target, now, f"escalated to {target.slug}")
@@ -136,15 +144,22 @@ def decide(
     return decision
 
 
-def _approvals_suffice(item: ReviewItem, approver_ids: list[int]) -> bool:
+def _earlier_decisions(item: ReviewItem) -> list[Decision]:
+    """In one statement, the decisions that bear on the next one: this round's (its
+    approvals, and how many steps it has) and every escalation (who moved the item)."""
+    return list(
+        item.decisions.filter(Q(round=item.review_round) | Q(action=DecisionAction.ESCALATE)).order_by(
+            "round", "step"
+        )
+    )
+
+
+def _approvals_suffice(item: ReviewItem, approver_ids: list[int], escalated_by: set[int]) -> bool:
     """Enough different reviewers approved this round, and not only people who
     escalated the item: whoever moved it to another queue cannot be the one who
     then waves it through there alone."""
     if len(approver_ids) < item.approvals_needed:
         return False
-    escalated_by = set(
-        item.decisions.filter(action=DecisionAction.ESCALATE).values_list("reviewer_id", flat=True)
-    )
     return any(approver not in escalated_by for approver in approver_ids)
 
 

@@ -93,7 +93,7 @@ def _create_item(
 ) -> ReviewItem:
     now = timezone.now()
     risk = gate.risk_level or ""
-    item = ReviewItem(
+    item = _new_item(
         id=item_id,
         integration=integration,
         external_id=payload.get("external_id") or "",
@@ -126,7 +126,7 @@ def _create_item(
         outbox.enqueue_consequences(item)
 
     if gate.spot_check_queue_id is not None:
-        copy = ReviewItem(
+        copy = _new_item(
             integration=integration,
             external_id=item.external_id,
             kind=item.kind,
@@ -146,6 +146,15 @@ def _create_item(
         enter_queue(copy, gate.spot_check_queue or Queue.objects.get(pk=gate.spot_check_queue_id), now)
         copy._change_reason = "spot check of an auto-approved item"
         copy.save(force_insert=True)
+    return item
+
+
+def _new_item(**fields) -> ReviewItem:
+    """An item about to be inserted. It has no gold answer (those are written for stored
+    items): the relation is told so, rather than asking the database when the moves
+    consult `item.never_executes`."""
+    item = ReviewItem(**fields)
+    ReviewItem.gold.related.set_cached_value(item, None)
     return item
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
+from reviews.access import reviews_queue_of_row
 from reviews.delivery import outbox
 from reviews.exceptions import AlreadyDecided
 from reviews.models import ExecutionStatus, ItemKind, ItemStatus, Queue, ReviewItem
@@ -35,9 +36,16 @@ STATE_FIELDS = [
 ]
 
 
-def lock(item: ReviewItem) -> ReviewItem:
-    """Lock the item's row and return it as it is now (the caller's copy may be stale)."""
-    return ReviewItem.objects.select_for_update(of=("self",)).select_related("queue").get(pk=item.pk)
+def lock(item: ReviewItem, *, reviewer=None) -> ReviewItem:
+    """Lock the item's row and return it as it is now (the caller's copy may be stale:
+    only its primary key is read), with what the moves below consult read in the same
+    statement: its queue, its integration and whether it is a gold item. With
+    `reviewer`, `item.reviewable` says whether they may review the item's queue as it
+    is under the lock (`reviews.access`), so that check costs no statement of its own."""
+    items = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue", "integration", "gold")
+    if reviewer is not None:
+        items = items.annotate(reviewable=reviews_queue_of_row(reviewer))
+    return items.get(pk=item.pk)
 
 
 def ensure_open(item: ReviewItem) -> None:
