@@ -107,6 +107,8 @@ def server_env(db_name: str) -> dict[str, str]:
         DJANGO_SECRET_KEY="benchmark-secret-key-not-for-production",
         DJANGO_DEBUG="0",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        # As in production: connections are kept (the test settings close them per request).
+        DJANGO_CONN_MAX_AGE="60",
         # Throttling stays on the path (it is part of the cost) but never limits the run.
         HITL_INTEGRATION_RATE="1000000/second",
         PYTHONPATH=str(REPO),
