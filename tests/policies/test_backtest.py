@@ -29,6 +29,7 @@ backtest skips):
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 from io import StringIO
@@ -141,10 +142,16 @@ IN_WINDOW = len(BODIES)  # old_mid is outside the default window
 
 @pytest.fixture
 def items(rules, integration):
+    """The bodies, submitted with fixed ids: sampled rules then sample the same items
+    on every run (a random id would make a sampled draft's effect a matter of luck)."""
     made = {}
     for index, (name, body) in enumerate(BODIES.items()):
         at = NOW - timedelta(hours=2) + timedelta(minutes=index)
-        with mock.patch("django.utils.timezone.now", return_value=at):
+        fixed_id = uuid.UUID(int=0x5EED0000 + index, version=4)
+        with (
+            mock.patch("django.utils.timezone.now", return_value=at),
+            mock.patch("reviews.services.submission.uuid.uuid4", return_value=fixed_id),
+        ):
             made[name] = services.submit_item(integration=integration, payload=body).item
     with mock.patch("django.utils.timezone.now", return_value=NOW - timedelta(days=40)):
         made["old_mid"] = services.submit_item(
