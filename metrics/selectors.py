@@ -56,7 +56,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
@@ -161,14 +160,24 @@ def _has_percentile_cont() -> bool:
 def _percentiles(rows: QuerySet, *, key: str, value, fractions: Sequence[float]) -> dict:
     """`{group: {fraction: value}}` for each group of `rows` by `key` (null values
     ignored), exactly as `percentile_cont` computes it, where the database has no
-    percentile: one query ranks each group's values (window functions) and returns
-    only the one or two ranks each fraction falls between."""
+    percentile (see `_ranked_percentiles`)."""
+    found = _ranked_percentiles(rows, keys=(key,), value=value, fractions=fractions)
+    return {group[0]: figures for group, figures in found.items()}
+
+
+def _ranked_percentiles(
+    rows: QuerySet, *, keys: Sequence[str], value, fractions: Sequence[float]
+) -> dict[tuple, dict[float, float]]:
+    """`{(key values...): {fraction: value}}` as `percentile_cont` computes it, in one
+    query: it ranks each group's values (window functions) and returns only the one or
+    two ranks each fraction falls between."""
+    partition = [F(key) for key in keys]
     ranked = (
         rows.annotate(_value=value)
         .filter(_value__isnull=False)
         .annotate(
-            _rank=Window(RowNumber(), partition_by=[F(key)], order_by=[F("_value").asc(), F("pk").asc()]),
-            _n=Window(Count("*"), partition_by=[F(key)]),
+            _rank=Window(RowNumber(), partition_by=partition, order_by=[F("_value").asc(), F("pk").asc()]),
+            _n=Window(Count("*"), partition_by=partition),
         )
     )
     # percentile_cont takes the values at positions floor(p(n-1)) and ceil(p(n-1)),
@@ -180,14 +189,14 @@ def _percentiles(rows: QuerySet, *, key: str, value, fractions: Sequence[float])
         ranked.annotate(_distance=nearest)
         .filter(_distance__lte=1)
         .order_by()
-        .values_list(key, "_rank", "_n", "_value")
+        .values_list(*keys, "_rank", "_n", "_value")
     )
-    values: dict[Any, dict[int, float]] = defaultdict(dict)
-    sizes: dict[Any, int] = {}
-    for group, rank, size, found in picked:  # two or three rows per group and fraction
-        values[group][rank - 1] = float(found)
-        sizes[group] = size
-    result = {}
+    values: dict[tuple, dict[int, float]] = defaultdict(dict)
+    sizes: dict[tuple, int] = {}
+    for *group, rank, size, found in picked:  # two or three rows per group and fraction
+        values[tuple(group)][rank - 1] = float(found)
+        sizes[tuple(group)] = size
+    result: dict[tuple, dict[float, float]] = {}
     for group, at in values.items():
         result[group] = {}
         for fraction in fractions:
@@ -548,7 +557,7 @@ def _grouped_percentiles(
 ) -> dict[tuple, dict[float, float]]:
     """`{(key values...): {fraction: value}}` for each group of `rows` by several `keys`,
     as `percentile_cont` computes it: `percentile_cont` on PostgreSQL, elsewhere the exact
-    window-query fallback of `_percentiles` (one query either way)."""
+    window-query fallback of `_ranked_percentiles` (one query either way)."""
     if _has_percentile_cont():
         figures = {f"_p{index}": PercentileCont(value, fraction) for index, fraction in enumerate(fractions)}
         found = rows.order_by().values(*keys).annotate(**figures)
@@ -560,39 +569,7 @@ def _grouped_percentiles(
             }
             for row in found
         }
-    ranked = (
-        rows.annotate(_value=value)
-        .filter(_value__isnull=False)
-        .annotate(
-            _rank=Window(
-                RowNumber(),
-                partition_by=[F(key) for key in keys],
-                order_by=[F("_value").asc(), F("pk").asc()],
-            ),
-            _n=Window(Count("*"), partition_by=[F(key) for key in keys]),
-        )
-    )
-    distances = [Abs(F("_rank") - 1 - fraction * (F("_n") - 1)) for fraction in fractions]
-    nearest = distances[0] if len(distances) == 1 else Least(*distances)
-    picked = (
-        ranked.annotate(_distance=nearest)
-        .filter(_distance__lte=1)
-        .order_by()
-        .values_list(*keys, "_rank", "_n", "_value")
-    )
-    values: dict[tuple, dict[int, float]] = defaultdict(dict)
-    sizes: dict[tuple, int] = {}
-    for *group, rank, size, found in picked:
-        values[tuple(group)][rank - 1] = float(found)
-        sizes[tuple(group)] = size
-    result: dict[tuple, dict[float, float]] = {}
-    for group, at in values.items():
-        result[group] = {}
-        for fraction in fractions:
-            position = fraction * (sizes[group] - 1)
-            low, high = math.floor(position), math.ceil(position)
-            result[group][fraction] = at[low] + (at[high] - at[low]) * (position - low)
-    return result
+    return _ranked_percentiles(rows, keys=keys, value=value, fractions=fractions)
 
 
 def _decisions_in(queues: Sequence[Queue], since: datetime, until: datetime) -> QuerySet:

@@ -88,12 +88,6 @@ class Rows:
     def add(self, model: type[models.Model], row: dict) -> None:
         self.tables.setdefault(model, []).append(row)
 
-    def extend(self, other: Rows) -> None:
-        for model, rows in other.tables.items():
-            self.tables.setdefault(model, []).extend(rows)
-        self.items += other.items
-        self.decisions += other.decisions
-
 
 _HISTORY: dict[type[models.Model], type[models.Model]] = {}
 
@@ -254,7 +248,7 @@ class Generator:
                         claim_expires_at=claimed + timedelta(minutes=15),
                         updated_at=claimed,
                     )
-                    history.append(self._claim_row(item, reviewer, claimed))
+                    history.append(self._by_reviewer(item, reviewer, claimed, "claimed"))
                 return
             if rnd.random() < 0.01:  # nobody got to it in time
                 expired = item["due_at"]
@@ -272,7 +266,7 @@ class Generator:
             step += 1
             item.update(status=ItemStatus.IN_REVIEW, claimed_by_id=reviewer, claimed_at=claimed)
             item["claim_expires_at"] = claimed + timedelta(minutes=15)
-            history.append(self._claim_row(item, reviewer, claimed))
+            history.append(self._by_reviewer(item, reviewer, claimed, "claimed"))
             item.update(claimed_by_id=None, claimed_at=None, claim_expires_at=None, updated_at=decided)
 
             draw = rnd.random()
@@ -307,34 +301,30 @@ class Generator:
                 target = self.queues[queue.escalation_id]
                 item["review_round"] += 1
                 self._enter(item, target, decided)
-                history.append(self._after(item, reviewer, decided, f"escalated to {target.slug}"))
+                history.append(self._by_reviewer(item, reviewer, decided, f"escalated to {target.slug}"))
                 queue, at, approvals, step = target, decided, [], 0
                 continue
             if action == DecisionAction.REJECT:
                 item.update(status=ItemStatus.REJECTED, decided_at=decided)
-                history.append(self._after(item, reviewer, decided, "rejected"))
+                history.append(self._by_reviewer(item, reviewer, decided, "rejected"))
                 self._consequences(rnd, item, decided, rows)
                 self._maybe_incident(rnd, item, decision, rows)
                 return
             if not final:
                 approvals.append(reviewer)
                 item["status"] = ItemStatus.PENDING
-                history.append(self._after(item, reviewer, decided, "first approval"))
+                history.append(self._by_reviewer(item, reviewer, decided, "first approval"))
                 at = decided
                 continue
             status = ItemStatus.EDITED if action == DecisionAction.EDIT else ItemStatus.APPROVED
             self._approve(item, decided, status, edited)
-            history.append(self._after(item, reviewer, decided, status))
+            history.append(self._by_reviewer(item, reviewer, decided, status))
             self._consequences(rnd, item, decided, rows)
             self._maybe_incident(rnd, item, decision, rows)
             return
 
-    def _claim_row(self, item: dict, reviewer: int, at: datetime) -> dict:
-        row = self._item_history(item, at, self.usernames[reviewer], "~", "claimed")
-        row.update(self._state(item), history_user_id=reviewer)
-        return row
-
-    def _after(self, item: dict, reviewer: int, at: datetime, reason: str) -> dict:
+    def _by_reviewer(self, item: dict, reviewer: int, at: datetime, reason: str) -> dict:
+        """The item's history row for a change a reviewer made (a claim, a decision)."""
         row = self._item_history(item, at, self.usernames[reviewer], "~", reason)
         row.update(self._state(item), history_user_id=reviewer)
         return row

@@ -78,3 +78,26 @@ def test_submission_dates_filter_by_range(client, superuser, items):
     assert response.status_code == 200
     shown = {item.pk for item in response.context["cl"].result_list}
     assert old.pk not in shown and len(shown) == 6
+
+
+def test_a_reviewer_is_offered_only_people_who_decided_in_their_own_queues(client, items, queue):
+    from django.contrib.auth.models import Group
+
+    from tests.factories import QueueFactory
+
+    other = QueueFactory(slug="elsewhere", name="Elsewhere")
+    other.reviewer_groups.add(Group.objects.create(name="elsewhere-reviewers"))
+    colleague, stranger = make_reviewer("colleague", queue), make_reviewer("stranger", other)
+    me = make_reviewer("me", queue)
+    services.decide(item=items[0], user=colleague, action="approve", justification="Fine.")
+    ReviewItem.objects.filter(pk=items[1].pk).update(queue=other)  # an item of the other queue
+    services.decide(item=items[1], user=stranger, action="approve", justification="Fine.")
+
+    client.force_login(me)
+    response = client.get(CHANGELIST)
+    reviewer_filter = next(
+        spec
+        for spec in response.context["cl"].filter_specs
+        if getattr(spec, "parameter_name", "") == "reviewer"
+    )
+    assert dict(reviewer_filter.lookup_choices) == {str(colleague.pk): "colleague"}

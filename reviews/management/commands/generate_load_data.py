@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -277,4 +276,4 @@ class Progress:
     def finish(self) -> None:
         if self.tty:
             self.out.write("", ending="\n")
-        sys.stderr.flush()
+            self.out.flush()
