@@ -106,7 +106,8 @@ def seal(row: models.Model) -> AuditSeal:
     stored = type(row)._default_manager.get(pk=row.pk)
     fields = field_hashes(stored)
     content = content_hash(fields)
-    with transaction.atomic():
+    # No savepoint of its own: a seal that fails fails the caller's transaction too.
+    with transaction.atomic(savepoint=False):
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(chain=name)
         seq = head.seq + 1
         link = entry_hash(

@@ -227,13 +227,26 @@ def for_representation(items: QuerySet[ReviewItem], *, summary: bool = False) ->
     return items.only(*SUMMARY_COLUMNS) if summary else items.defer(*NOT_SHOWN)
 
 
+def shows_decisions(item: ReviewItem, decisions: list[Decision]) -> None:
+    """Tell the representation that `item` holds every decision it has, each with its
+    reviewer, in the order they were made: a service that holds the item locked and
+    has just written a decision (`reviews.services.decisions`) has them at hand, so
+    neither the webhook body nor the API's answer reads them again."""
+    setattr(item, SHOWN_DECISIONS, decisions)
+
+
 def item_representation(item: ReviewItem) -> dict:
     """The item as `GET /api/v1/items/{id}/` shows it, as plain JSON (webhook bodies;
     `review_url` from HITL_PUBLIC_URL, since there is no request to build it from).
 
-    Read back from the database, as that answer would read it. The decisions it read
-    are left on `item` as well (SHOWN_DECISIONS): a service calls this last, once the
+    An item with its decisions at hand (`shows_decisions`) is the row its service
+    read under the lock with the changes it is writing: it is shown as it is. Any
+    other is read back from the database, as that answer would read it, and the
+    decisions read are left on `item` as well: a service calls this last, once the
     decisions are written, and the API's answer after the commit shows the same ones."""
-    stored = for_representation(ReviewItem.objects.all()).get(pk=item.pk)
-    setattr(item, SHOWN_DECISIONS, getattr(stored, SHOWN_DECISIONS))
+    if getattr(item, SHOWN_DECISIONS, None) is None:
+        stored = for_representation(ReviewItem.objects.all()).get(pk=item.pk)
+        shows_decisions(item, getattr(stored, SHOWN_DECISIONS))
+    else:
+        stored = item
     return json.loads(JSONRenderer().render(ItemSerializer(stored).data))

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from reviews import chain
 from reviews.delivery.executors import InvalidAction, executor_for
 from reviews.exceptions import ClaimedByAnother, InvalidDecision, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
+from reviews.representation import shows_decisions
 from reviews.services.claims import ensure_distinct_approver
 from reviews.services.feedback import incident_from_spot_check, raise_backlog_items
 from reviews.services.transitions import (
@@ -83,8 +83,8 @@ def decide(
             raise NotAllowed("This item cannot be bulk approved: open it and decide it on its own.")
 
         codes = _reason_codes(reason_codes or [], action)
-        earlier = _earlier_decisions(item)
-        this_round = [d for d in earlier if d.round == item.review_round]
+        earlier = _decisions_so_far(item)
+        this_round = sorted((d for d in earlier if d.round == item.review_round), key=lambda d: d.step)
         approvals = [d for d in this_round if d.is_approval]
         is_approval = action in (DecisionAction.APPROVE, DecisionAction.EDIT)
         if is_approval:
@@ -123,6 +123,8 @@ def decide(
         if codes:  # a new decision has no codes yet: insert the links, nothing to compare with
             cited = Decision.reason_codes.through
             cited.objects.bulk_create([cited(decision=decision, reasoncode=code) for code in codes])
+        # The webhook body and the answer show every decision: they are all at hand.
+        shows_decisions(item, [*earlier, decision])
 
         if action == DecisionAction.ESCALATE:
             escalate(item, target, now, f"escalated to {target.slug}")
@@ -144,14 +146,12 @@ def decide(
     return decision
 
 
-def _earlier_decisions(item: ReviewItem) -> list[Decision]:
-    """In one statement, the decisions that bear on the next one: this round's (its
-    approvals, and how many steps it has) and every escalation (who moved the item)."""
-    return list(
-        item.decisions.filter(Q(round=item.review_round) | Q(action=DecisionAction.ESCALATE)).order_by(
-            "round", "step"
-        )
-    )
+def _decisions_so_far(item: ReviewItem) -> list[Decision]:
+    """In one statement, every decision on the item with its reviewer, in the order
+    they were made: this round's bear on the next one (its approvals, and how many
+    steps it has), every escalation says who moved the item, and the item's
+    representation shows them all."""
+    return list(item.decisions.select_related("reviewer").order_by("created_at", "pk"))
 
 
 def _approvals_suffice(item: ReviewItem, approver_ids: list[int], escalated_by: set[int]) -> bool:
