@@ -38,6 +38,13 @@ class NotAllowed(DomainError):
     code = "not_allowed"
 
 
+class NoSuchItem(DomainError):
+    """No such item, or none the caller may see (the same answer for both)."""
+
+    status_code = 404
+    code = "not_found"
+
+
 class Conflict(DomainError):
     """The item's state does not allow this right now."""
 

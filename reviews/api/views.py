@@ -97,7 +97,9 @@ class ItemCursorPagination(CursorPagination):
 
 # Commands on one item: the lookup only turns an item the caller may not see into a
 # 404; the service reads the row again under its lock, and that copy is the answer.
-ITEM_COMMANDS = ("cancel", "release", "decisions")
+# A decision needs no lookup: the decision service finds the item under its lock and
+# answers 404 itself for one the reviewer may not see.
+ITEM_COMMANDS = ("cancel", "release")
 
 
 def scoped_items(request, *, summary: bool = False):
@@ -250,7 +252,7 @@ class ItemViewSet(RemembersGroups, mixins.ListModelMixin, mixins.RetrieveModelMi
     @action(detail=True, methods=["post"])
     def decisions(self, request, pk=None):
         """Approve, edit, reject or escalate (an unclaimed item is claimed implicitly)."""
-        item = self.get_object()
+        item = ReviewItem(pk=self.kwargs[self.lookup_field])
         body = DecisionInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data

@@ -10,8 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from reviews import chain
+from reviews.access import may_read_item
 from reviews.delivery.executors import InvalidAction, executor_for
-from reviews.exceptions import ClaimedByAnother, InvalidDecision, NotAllowed
+from reviews.exceptions import ClaimedByAnother, InvalidDecision, NoSuchItem, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemKind, ItemStatus, Queue, ReasonCode, ReviewItem
 from reviews.representation import shows_decisions
 from reviews.services.claims import ensure_distinct_approver
@@ -47,8 +48,10 @@ def decide(
     approval, allowed only where `item.may_be_bulk_approved`).
 
     1. Lock the item (with its queue, and whether the user reviews that queue, in
-       the same statement); the user must review its queue; it must still be open
-       and not claimed by someone else (an unclaimed item is claimed implicitly).
+       the same statement): only its key is read from `item`, and an item the user
+       may not see is no item (NoSuchItem); the user must review its queue; it must
+       still be open and not claimed by someone else (an unclaimed item is claimed
+       implicitly).
     2. Validate: justification, reason codes for the action, checklist on
        approve and edit, an edit that differs, a distinct second approver.
     3. Write the decision (append-only) and the item's new state:
@@ -72,9 +75,14 @@ def decide(
 
     now = timezone.now()
     with transaction.atomic():
-        item = lock(item, reviewer=user)
+        try:
+            item = lock(item, reviewer=user)
+        except ReviewItem.DoesNotExist:
+            raise NoSuchItem("Not found.") from None
         queue = item.queue
         if queue is None or not item.reviewable:
+            if not may_read_item(user, item):
+                raise NoSuchItem("Not found.")
             raise NotAllowed("You are not a reviewer of this queue.")
         ensure_open(item)
         if item.is_claimed_by_other(user, now):

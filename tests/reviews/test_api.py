@@ -11,7 +11,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from reviews import services
-from reviews.models import ApiKey, Incident, ItemStatus, ReviewItem
+from reviews.models import ApiKey, Decision, Incident, ItemStatus, ReviewItem
 from tests.factories import GateRuleFactory, action_submission, submission
 
 ITEMS = "/api/v1/items/"
@@ -456,6 +456,18 @@ def test_reviewers_read_only_their_queues_items(api, review_all, reviewer, outsi
     assert len(token_client(reviewer).get(ITEMS).json()["results"]) == 2
     assert token_client(outsider).get(f"{ITEMS}{item_id}/").status_code == 404
     assert token_client(outsider).get(ITEMS).json()["results"] == []
+
+
+def test_a_decision_on_an_item_the_reviewer_may_not_see_is_404(api, review_all, reviewer, outsider):
+    item_id = api.post(ITEMS, submission()).json()["id"]
+    body = {"action": "approve", "justification": "Looks right."}
+    for target in (item_id, str(uuid.uuid4())):
+        response = token_client(outsider).post(f"{ITEMS}{target}/decisions/", body)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Not found.", "code": "not_found"}
+    assert not Decision.objects.exists()
+    assert ReviewItem.objects.get(pk=item_id).status == ItemStatus.PENDING
+    assert token_client(reviewer).post(f"{ITEMS}{item_id}/decisions/", body).status_code == 201
 
 
 def test_compliance_reads_everything(api, other_api, compliance, reviewer, review_all):

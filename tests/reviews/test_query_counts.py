@@ -64,9 +64,9 @@ def decide(client, item_id: str, **body):
 
 # --- Decisions --------------------------------------------------------------------------
 
-# Who calls, what they may see, and the item's lookup: the token with its user, the
-# user's groups (read once per request), the item's key among those they may see.
-DECISION_LOOKUP = 3
+# Who calls: the token with its user, the user's groups (read once per request). The
+# item is found under the decision's lock, with whether the user reviews its queue.
+DECISION_LOOKUP = 2
 # The decision's transaction: SAVEPOINT; the item locked with its queue, integration,
 # gold answer and whether the user reviews its queue; every decision on the item, with
 # its reviewer; the decision and its history row; the item's new state and its history

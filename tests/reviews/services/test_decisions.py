@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,9 +12,10 @@ from reviews.exceptions import (
     AlreadyDecided,
     ClaimedByAnother,
     InvalidDecision,
+    NoSuchItem,
     NotAllowed,
 )
-from reviews.models import Decision, ExecutionStatus, ItemStatus
+from reviews.models import Decision, ExecutionStatus, ItemStatus, ReviewItem
 from tests.conftest import make_reviewer
 from tests.factories import (
     QueueFactory,
@@ -258,10 +260,12 @@ def test_a_claim_held_by_someone_else_blocks_the_decision(
         approve(item, other_reviewer)
 
 
-def test_outsider_cannot_decide(integration, review_all, outsider):
+def test_to_an_outsider_the_item_does_not_exist(integration, review_all, outsider):
     item = submit(integration)
-    with pytest.raises(NotAllowed):
+    with pytest.raises(NoSuchItem):
         approve(item, outsider)
+    with pytest.raises(NoSuchItem):
+        approve(ReviewItem(pk=uuid.uuid4()), outsider)
 
 
 def test_compliance_cannot_decide(integration, review_all, compliance):
