@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from simple_history import register as register_history
@@ -412,7 +412,12 @@ class ReviewItemQuerySet(models.QuerySet):
 
     def visible_to_integration(self, integration: Integration) -> ReviewItemQuerySet:
         # Spot-check copies and gold items are internal: never in the integration's list.
-        return self.filter(integration=integration, spot_check_of__isnull=True, gold__isnull=True)
+        # NOT EXISTS rather than a join on `gold` that keeps the missing rows: PostgreSQL
+        # plans the anti-join with real estimates, so a page walks the integration's index
+        # by creation time instead of sorting every item it ever sent.
+        return self.filter(integration=integration, spot_check_of__isnull=True).exclude(
+            Exists(GoldAnswer.objects.filter(item=OuterRef("pk")))
+        )
 
     def reviewable_by(self, user) -> ReviewItemQuerySet:
         if user.is_superuser:
