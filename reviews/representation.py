@@ -3,6 +3,7 @@ and claim answers all use these, so the representation is written once."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 
@@ -207,24 +208,83 @@ class ItemSummarySerializer(ItemSerializer):
 
 # Columns no representation shows: a read leaves them in the database.
 NOT_SHOWN = ("shadow_matches", "executed_action", "request_hash")
-# The columns a summary shows (and the keys that lead to its queue and claimant).
-SUMMARY_COLUMNS = (
-    *(
-        name
-        for name in ItemSummarySerializer.Meta.fields
-        if name not in ("queue", "claimed_by", "decisions", "review_url")
-    ),
-    "queue__slug",
-    "claimed_by__username",
+# What a summary shows, as values (`summary_rows`): its columns, and its queue's slug
+# and claimant's name in their place.
+RELATED_VALUES = {"queue": "queue__slug", "claimed_by": "claimed_by__username"}
+SUMMARY_VALUES = tuple(
+    RELATED_VALUES.get(name, name)
+    for name in ItemSummarySerializer.Meta.fields
+    if name not in ("decisions", "review_url")
+)
+SHOWN_DECISION_VALUES = (
+    "item_id",
+    "action",
+    f"reviewer__{get_user_model().USERNAME_FIELD}",
+    "justification",
+    "cited_codes",
+    "created_at",
 )
 
 
-def for_representation(items: QuerySet[ReviewItem], *, summary: bool = False) -> QuerySet[ReviewItem]:
+def for_representation(items: QuerySet[ReviewItem]) -> QuerySet[ReviewItem]:
     """`items` with what the representation shows read alongside, in two statements
     whatever their number: the items with their queue and claimant, then their
-    decisions with the reviewers. A summary reads only the columns it shows."""
-    items = items.select_related("queue", "claimed_by").prefetch_related(decisions_shown())
-    return items.only(*SUMMARY_COLUMNS) if summary else items.defer(*NOT_SHOWN)
+    decisions with the reviewers."""
+    return items.select_related("queue", "claimed_by").prefetch_related(decisions_shown()).defer(*NOT_SHOWN)
+
+
+def summary_values(items: QuerySet[ReviewItem]) -> QuerySet:
+    """`items` as the plain rows a summary is made of (`summary_rows`): a list page of
+    up to 200 items builds no model instance for them, their queues or claimants."""
+    return items.values(*SUMMARY_VALUES)
+
+
+@functools.cache
+def _summary_fields() -> tuple[list, dict]:
+    """The fields of a summary and of a shown decision, built once per process: DRF's
+    own, which turn a value into its answer without keeping any state (a time field
+    asks for the current time zone at each value, as none is set on it)."""
+    item_fields = ItemSummarySerializer().fields
+    plan = [(name, RELATED_VALUES.get(name, name), field) for name, field in item_fields.items()]
+    return plan, dict(DecisionSerializer().fields)
+
+
+def summary_rows(rows: list[dict], request=None) -> list[dict]:
+    """Items of `summary_values` as `ItemSummarySerializer` shows them, their decisions
+    read in one statement. Each value is turned into its answer by the serializer's own
+    field; only the model instances and DRF's lookups are left out (tests compare the
+    two, key for key)."""
+    plan, fields = _summary_fields()
+    action, reviewer, justification, made_at = (
+        fields[name].to_representation for name in ("action", "reviewer", "justification", "created_at")
+    )
+    shown: dict = {row["id"]: [] for row in rows}
+    decisions = Decision.objects.filter(item_id__in=list(shown)).order_by("created_at")
+    for item_id, verb, by, why, codes, at in decisions.values_list(*SHOWN_DECISION_VALUES):
+        shown[item_id].append(
+            {
+                "action": action(verb),
+                "reviewer": reviewer(by),
+                "justification": justification(why),
+                "reason_codes": list(codes),
+                "created_at": made_at(at),
+            }
+        )
+    head, _, tail = review_url(URL_PLACEHOLDER, request).rpartition(str(URL_PLACEHOLDER))
+    answers = []
+    for row in rows:
+        answer = {}
+        for name, key, field in plan:
+            if name == "decisions":
+                answer[name] = shown[row["id"]]
+            elif name == "review_url":
+                answer[name] = f"{head}{row['id']}{tail}"
+            else:
+                value = row[key]
+                # A related value (queue slug, claimant's name) is shown as it was read.
+                answer[name] = value if value is None or key != name else field.to_representation(value)
+        answers.append(answer)
+    return answers
 
 
 def shows_decisions(item: ReviewItem, decisions: list[Decision]) -> None:

@@ -47,6 +47,8 @@ from reviews.representation import (
     ItemSummarySerializer,
     decisions_shown,
     for_representation,
+    summary_rows,
+    summary_values,
 )
 from reviews.selectors import queue_overview
 
@@ -102,9 +104,9 @@ class ItemCursorPagination(CursorPagination):
 ITEM_COMMANDS = ("cancel", "release")
 
 
-def scoped_items(request, *, summary: bool = False):
-    """The items the caller may see, ready for the item representation (or its summary)."""
-    items = for_representation(ReviewItem.objects.all(), summary=summary)
+def scoped_items(request):
+    """The items the caller may see, ready for the item representation."""
+    items = for_representation(ReviewItem.objects.all())
     return visible_items(user=request.user, integration=integration_of(request), items=items)
 
 
@@ -152,7 +154,10 @@ class ItemViewSet(RemembersGroups, mixins.ListModelMixin, mixins.RetrieveModelMi
             return visible_items(
                 user=self.request.user, integration=integration_of(self.request), items=visible
             )
-        return scoped_items(self.request, summary=self.action == "list")
+        if self.action == "list":
+            items = visible_items(user=self.request.user, integration=integration_of(self.request))
+            return summary_values(items)
+        return scoped_items(self.request)
 
     def filter_queryset(self, queryset):
         # Without query parameters every filter is empty and the queryset comes back as it
@@ -177,7 +182,8 @@ class ItemViewSet(RemembersGroups, mixins.ListModelMixin, mixins.RetrieveModelMi
         Each item is a summary, without `input`, `output`, `action`, `context`,
         `final_output` and `final_action`, so a page stays small whatever the items
         hold; `GET /api/v1/items/{id}/` returns one item whole."""
-        return super().list(request, *args, **kwargs)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(summary_rows(page, request))
 
     @extend_schema(
         responses={200: ItemSerializer, 404: OpenApiResponse(description="No such item"), **ERROR_RESPONSES}
