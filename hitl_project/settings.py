@@ -125,6 +125,12 @@ def parse_database(url: str) -> dict:
     else:
         database["CONN_MAX_AGE"] = env_int("DJANGO_CONN_MAX_AGE", 60)
         database["CONN_HEALTH_CHECKS"] = True
+        if database["ENGINE"] == "django.db.backends.postgresql":
+            # No JIT compilation: the metrics queries over a million decisions cost enough
+            # to trigger it, and compiling them took longer than it saved; nothing else
+            # the service runs is costly enough to use it.
+            options = database.setdefault("OPTIONS", {})
+            options["options"] = f"{options.get('options', '')} -c jit=off".strip()
     return database
 
 

@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.db import connection
+
+from hitl_project.settings import parse_database
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,3 +37,18 @@ def test_management_commands_run_without_the_servers_secret():
 def test_debug_mode_needs_no_secret_key():
     result = run("-c", "import hitl_project.wsgi", DJANGO_DEBUG="1")
     assert result.returncode == 0, result.stderr
+
+
+def test_postgresql_connections_run_without_jit_and_keep_the_urls_own_options():
+    plain = parse_database("postgres://app@db.internal:5432/hitl")
+    assert plain["OPTIONS"]["options"] == "-c jit=off"
+    tuned = parse_database("postgres://app@db.internal:5432/hitl?options=-c%20statement_timeout%3D5000")
+    assert tuned["OPTIONS"]["options"] == "-c statement_timeout=5000 -c jit=off"
+    assert "options" not in parse_database("sqlite:///x.sqlite3")["OPTIONS"]
+
+
+@pytest.mark.postgres
+def test_the_services_connections_have_jit_off(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
