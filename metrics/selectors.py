@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection, connections
 from django.db.models import (
     Aggregate,
@@ -125,6 +126,28 @@ class PercentileCont(Aggregate):
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"A percentile is a fraction between 0 and 1, not {fraction}.")
         super().__init__(expression, fraction=fraction, **extra)
+
+
+class PercentilesCont(Aggregate):
+    """`percentile_cont(ARRAY[fractions]) WITHIN GROUP (ORDER BY expression)` (PostgreSQL):
+    the values at several fractions from one sort of the group's values, as a list in
+    the order of `fractions` (each as `PercentileCont` computes it)."""
+
+    function = "PERCENTILE_CONT"
+    name = "PercentilesCont"
+    template = "%(function)s(ARRAY[%(fractions)s]::float8[]) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = ArrayField(FloatField())
+
+    def __init__(self, expression, fractions: Sequence[float], **extra):
+        fractions = [float(fraction) for fraction in fractions]  # numbers written into the SQL
+        if not fractions or not all(0.0 <= fraction <= 1.0 for fraction in fractions):
+            raise ValueError(f"Percentiles are fractions between 0 and 1, not {fractions}.")
+        super().__init__(expression, fractions=", ".join(map(repr, fractions)), **extra)
+
+
+def percentiles_found(values: list | None, fractions: Sequence[float]) -> dict[float, float]:
+    """What a `PercentilesCont` found, by fraction (nothing for a group without values)."""
+    return {} if values is None else {f: v for f, v in zip(fractions, values, strict=True) if v is not None}
 
 
 class SecondsBetween(Func):
@@ -264,10 +287,13 @@ def queue_stats(
         "expired": Count("status", filter=Q(status=ItemStatus.EXPIRED)),
     }
     if _has_percentile_cont():
-        figures["median"] = PercentileCont(_review_seconds(), MEDIAN, filter=reviewed)
-        figures["p90"] = PercentileCont(_review_seconds(), P90, filter=reviewed)
+        figures["review_seconds"] = PercentilesCont(_review_seconds(), REVIEW_QUANTILES, filter=reviewed)
     decided = {row["queue_id"]: row for row in ended.values("queue_id").annotate(**figures)}
-    if not _has_percentile_cont():
+    if _has_percentile_cont():
+        for row in decided.values():
+            found = percentiles_found(row.pop("review_seconds"), REVIEW_QUANTILES)
+            row.update(median=found.get(MEDIAN), p90=found.get(P90))
+    else:
         exact = _percentiles(
             ended.filter(reviewed), key="queue_id", value=_review_seconds(), fractions=REVIEW_QUANTILES
         )
@@ -478,15 +504,14 @@ def prometheus_figures(now: datetime | None = None) -> PrometheusFigures:
     finals = ReviewItem.objects.filter(status__in=REVIEWED).order_by()
     figures = {"total": Sum(_review_seconds()), "n": Count("*")}
     if _has_percentile_cont():
-        figures.update(
-            {f"q{q}": PercentileCont(_review_seconds(), q, filter=recent) for q in REVIEW_QUANTILES}
-        )
+        figures["quantiles"] = PercentilesCont(_review_seconds(), REVIEW_QUANTILES, filter=recent)
     for row in finals.values("queue_id").annotate(**figures):
         queue = gauges.get(row["queue_id"])
         if queue is not None:
             queue.review_seconds_sum, queue.review_count = float(row["total"] or 0), row["n"]
             if _has_percentile_cont():
-                queue.review_quantiles = {q: row[f"q{q}"] for q in REVIEW_QUANTILES}
+                found = row["quantiles"] or [None] * len(REVIEW_QUANTILES)
+                queue.review_quantiles = dict(zip(REVIEW_QUANTILES, found, strict=True))
     if not _has_percentile_cont():
         exact = _percentiles(
             finals.filter(recent), key="queue_id", value=_review_seconds(), fractions=REVIEW_QUANTILES
@@ -559,16 +584,8 @@ def _grouped_percentiles(
     as `percentile_cont` computes it: `percentile_cont` on PostgreSQL, elsewhere the exact
     window-query fallback of `_ranked_percentiles` (one query either way)."""
     if _has_percentile_cont():
-        figures = {f"_p{index}": PercentileCont(value, fraction) for index, fraction in enumerate(fractions)}
-        found = rows.order_by().values(*keys).annotate(**figures)
-        return {
-            tuple(row[key] for key in keys): {
-                fraction: row[f"_p{index}"]
-                for index, fraction in enumerate(fractions)
-                if row[f"_p{index}"] is not None
-            }
-            for row in found
-        }
+        found = rows.order_by().values(*keys).annotate(_found=PercentilesCont(value, fractions))
+        return {tuple(row[key] for key in keys): percentiles_found(row["_found"], fractions) for row in found}
     return _ranked_percentiles(rows, keys=keys, value=value, fractions=fractions)
 
 

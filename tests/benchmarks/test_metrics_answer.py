@@ -37,6 +37,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.db.models import JSONField
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from metrics import selectors
@@ -331,3 +332,8 @@ def test_metrics_answer_over_a_million_decisions(settings):
             assert counted == finals
     print("  plan of the per-queue query over all 8 weeks:")
     print(plan_of_the_queue_query(list(Queue.objects.order_by("slug")), now - SPAN - timedelta(days=1), now))
+    print("  the whole-window answer's statements, slowest first (ms):")
+    with CaptureQueriesContext(connection) as answer:
+        as_compliance.get("/api/v1/metrics/", everything)
+    for query in sorted(answer.captured_queries, key=lambda q: -float(q["time"]))[:8]:
+        print(f"    {float(query['time']) * 1000:8.0f}  {query['sql'][:150]}")

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from metrics import selectors
-from metrics.selectors import PercentileCont, metrics_answer, prometheus_figures
+from metrics.selectors import PercentileCont, PercentilesCont, metrics_answer, prometheus_figures
 from reviews.models import Decision, Queue, ReviewItem
 from tests.metrics import expected
 
@@ -112,11 +112,21 @@ def test_the_exact_percentiles_are_percentile_cont(story):
         )
         for row in rows:
             assert (row["p0"], row["p90"]) == (exact[row["queue_id"]][0.0], exact[row["queue_id"]][0.9])
+        # Several fractions from one sort: the same values, in the order asked.
+        fractions = [0.9, 0.0, 0.5, 1.0]
+        several = PercentilesCont(selectors._review_seconds(), fractions)
+        rows = finals.values("queue_id").annotate(found=several)
+        for row in rows:
+            assert row["found"] == [exact[row["queue_id"]][fraction] for fraction in fractions]
 
 
 def test_a_percentile_is_a_fraction():
     with pytest.raises(ValueError):
         PercentileCont("seconds_spent", 50)
+    with pytest.raises(ValueError):
+        PercentilesCont("seconds_spent", [0.5, 50])
+    with pytest.raises(ValueError):
+        PercentilesCont("seconds_spent", [])
 
 
 def test_prometheus_figures_are_the_ones_worked_out_by_hand(story):
