@@ -128,9 +128,12 @@ def parse_database(url: str) -> dict:
         if database["ENGINE"] == "django.db.backends.postgresql":
             # No JIT compilation: the metrics queries over a million decisions cost enough
             # to trigger it, and compiling them took longer than it saved; nothing else
-            # the service runs is costly enough to use it.
+            # the service runs is costly enough to use it. Server-side cursors (exports,
+            # chain checks, backtests) always read their whole result, so they are planned
+            # for all of it rather than for the first tenth of the rows.
             options = database.setdefault("OPTIONS", {})
-            options["options"] = f"{options.get('options', '')} -c jit=off".strip()
+            tuned = "-c jit=off -c cursor_tuple_fraction=1"
+            options["options"] = f"{options.get('options', '')} {tuned}".strip()
     return database
 
 

@@ -39,16 +39,17 @@ def test_debug_mode_needs_no_secret_key():
     assert result.returncode == 0, result.stderr
 
 
-def test_postgresql_connections_run_without_jit_and_keep_the_urls_own_options():
+def test_postgresql_connections_are_tuned_and_keep_the_urls_own_options():
+    ours = "-c jit=off -c cursor_tuple_fraction=1"
     plain = parse_database("postgres://app@db.internal:5432/hitl")
-    assert plain["OPTIONS"]["options"] == "-c jit=off"
+    assert plain["OPTIONS"]["options"] == ours
     tuned = parse_database("postgres://app@db.internal:5432/hitl?options=-c%20statement_timeout%3D5000")
-    assert tuned["OPTIONS"]["options"] == "-c statement_timeout=5000 -c jit=off"
+    assert tuned["OPTIONS"]["options"] == f"-c statement_timeout=5000 {ours}"
     assert "options" not in parse_database("sqlite:///x.sqlite3")["OPTIONS"]
 
 
 @pytest.mark.postgres
-def test_the_services_connections_have_jit_off(db):
+def test_the_services_connections_are_tuned(db):
     with connection.cursor() as cursor:
-        cursor.execute("SHOW jit")
-        assert cursor.fetchone()[0] == "off"
+        cursor.execute("SELECT current_setting('jit'), current_setting('cursor_tuple_fraction')")
+        assert cursor.fetchone() == ("off", "1")
