@@ -40,7 +40,7 @@ from reviews.admin.presentation import (
     summary_shown,
 )
 from reviews.delivery.executors import summary_for
-from reviews.exceptions import Conflict, DomainError, InvalidDecision, NotAllowed
+from reviews.exceptions import Conflict, DomainError, InvalidDecision, NoSuchItem, NotAllowed
 from reviews.models import Decision, DecisionAction, ItemStatus, Queue, ReasonCode, ReviewItem
 
 # --- Views ---------------------------------------------------------------------------------
@@ -230,6 +230,8 @@ class Workspace:
         except InvalidDecision as exc:
             form.add_domain_error(exc)
             return self.review_page(request, item, True, form=form)
+        except NoSuchItem as exc:  # the reviewer lost the queue since the page was loaded
+            raise Http404(exc.detail) from exc
         except (Conflict, NotAllowed) as exc:
             # Decided meanwhile, claimed by someone else, or the same reviewer twice in four-eyes.
             messages.error(request, exc.detail)

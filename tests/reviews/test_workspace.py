@@ -481,6 +481,26 @@ def test_a_decided_item_answers_with_a_message(client, integration, review_all, 
     assert 'id="item-closed"' in page
 
 
+def test_a_reviewer_who_loses_the_queue_while_deciding_gets_a_404(
+    client, integration, review_all, reviewer, queue, monkeypatch
+):
+    """Access taken away between the page's check and the decision's lock: the lock
+    finds no item the reviewer may see, and the page answers 404, writing nothing."""
+    item = submit(integration)
+    client.force_login(reviewer)
+    real_decide = services.decide
+
+    def after_losing_the_queue(**kwargs):
+        reviewer.groups.remove(*queue.reviewer_groups.all())
+        return real_decide(**kwargs)
+
+    monkeypatch.setattr(services, "decide", after_losing_the_queue)
+    response = decide(client, item, justification="Looks right.")
+    assert response.status_code == 404
+    assert not Decision.objects.exists()
+    assert ReviewItem.objects.get(pk=item.pk).status == ItemStatus.PENDING
+
+
 # --- Four-eyes -----------------------------------------------------------------------------------
 
 
