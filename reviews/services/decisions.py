@@ -177,6 +177,11 @@ def _reason_codes(codes: list[str], action: str) -> list[ReasonCode]:
         raise InvalidDecision(
             "Reason codes are strings.", errors={"reason_codes": ["Reason codes are strings."]}
         )
+    if not wanted:
+        if action in (DecisionAction.REJECT, DecisionAction.EDIT):
+            message = f"Give at least one reason code for {action}."
+            raise InvalidDecision(message, errors={"reason_codes": [message]})
+        return []
     found = {rc.code: rc for rc in ReasonCode.objects.filter(code__in=wanted, active=True)}
     unknown = [code for code in wanted if code not in found]
     if unknown:
@@ -185,9 +190,6 @@ def _reason_codes(codes: list[str], action: str) -> list[ReasonCode]:
     wrong = [code for code in wanted if not found[code].applies(action)]
     if wrong:
         message = f"Not a reason code for {action}: {', '.join(wrong)}."
-        raise InvalidDecision(message, errors={"reason_codes": [message]})
-    if action in (DecisionAction.REJECT, DecisionAction.EDIT) and not wanted:
-        message = f"Give at least one reason code for {action}."
         raise InvalidDecision(message, errors={"reason_codes": [message]})
     return [found[code] for code in wanted]
 
