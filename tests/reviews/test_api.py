@@ -443,7 +443,7 @@ def test_another_integrations_item_is_404(api, other_api, review_all):
     assert ReviewItem.objects.get(pk=item_id).status == ItemStatus.PENDING
 
 
-@pytest.mark.parametrize("item_id", ["not-a-uuid", str(uuid.uuid4())])
+@pytest.mark.parametrize("item_id", ["not-a-uuid", str(uuid.uuid4())], ids=["not-a-uuid", "unknown-uuid"])
 def test_unknown_item_is_404(api, item_id):
     response = api.get(f"{ITEMS}{item_id}/")
     assert response.status_code == 404
