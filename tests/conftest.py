@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group
@@ -21,6 +22,36 @@ from tests.factories import IntegrationFactory, QueueFactory, UserFactory
 from tests.receiver import Receiver
 
 REQUIRE_SERVICES = os.environ.get("HITL_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}
+REDIS_DATABASES = 16  # what a Redis server has unless its `databases` setting says otherwise
+
+
+def worker_redis_url(url: str, worker: int) -> str:
+    """REDIS_URL for pytest-xdist worker number `worker`: the same server, a database of
+    its own, counted down from the one `url` names (gw0 keeps it, gw1 the one below...).
+    Workers cannot share one: cache.clear() empties a whole database (FLUSHDB), and
+    rate-limit counters are keyed by ids that every worker's test database hands out."""
+    if worker == 0:
+        return url
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if "db" in query or parts.scheme == "unix":  # unix:///run/redis.sock?db=15
+        query["db"] = str((int(query.get("db") or 0) - worker) % REDIS_DATABASES)
+        return f"{url.partition('?')[0]}?{urlencode(query)}"
+    database = (int(parts.path.strip("/") or 0) - worker) % REDIS_DATABASES
+    return parts._replace(path=f"/{database}").geturl()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs):
+    """Each xdist worker starts with REDIS_URL naming its own Redis database, before its
+    Django settings load, so its cache, broker and every process it spawns use that one."""
+    url = os.environ.get("REDIS_URL", "").strip()
+    if not url:
+        return
+    if len(specs) > REDIS_DATABASES:
+        raise pytest.UsageError(f"{len(specs)} workers, but a Redis server has {REDIS_DATABASES} databases")
+    for number, spec in enumerate(specs):
+        spec.env["REDIS_URL"] = worker_redis_url(url, number)
 
 
 def missing_service(reason: str) -> None:

@@ -41,6 +41,8 @@ eager = project.eager
 integration = project.integration
 queue = project.queue
 reviewer = project.reviewer
+# Under pytest-xdist, each worker's own Redis database (when this folder runs on its own).
+pytest_xdist_setupnodes = project.pytest_xdist_setupnodes
 
 FAST = {"poll_interval": 0.02, "max_poll_interval": 0.2}
 QUICK_RETRIES = hitl_client.Retry(attempts=4, backoff=0.01, max_backoff=0.05)
