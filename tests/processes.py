@@ -178,6 +178,11 @@ class GunicornProcess:
 
 
 def database_url() -> str:
+    """The test database this process uses, for the processes a test starts. Under
+    pytest-xdist each worker has its own (test_<name>_gw0, _gw1, ...), so a worker's
+    Celery and gunicorn processes see that worker's rows and no other's."""
     db = connection.settings_dict
+    test_name = connection.creation._get_test_db_name()
+    assert db["NAME"] == test_name, f"on {db['NAME']}, not yet on the test database {test_name}"
     credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
