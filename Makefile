@@ -24,8 +24,13 @@ run: $(STAMP)
 
 # The whole suite. Tests needing PostgreSQL, Redis or a browser are skipped (with the
 # reason) when those are not configured; HITL_REQUIRE_SERVICES=1 makes that a failure.
+# In parallel (pytest-xdist), one worker per CPU, each with its own test database and
+# Redis database; TEST_WORKERS=4 sets the count, TEST_WORKERS=0 runs in one process.
+# loadgroup hands out tests one at a time (a file's tests spread over the workers, which
+# evens out the slow ones), except that tests marked xdist_group(name) share one worker.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
