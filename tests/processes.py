@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from django.db import connection
+from django.db.backends.base.creation import TEST_DATABASE_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,12 +178,17 @@ class GunicornProcess:
         stop_group(self.process)
 
 
-def database_url() -> str:
+def database_url(settings_dict: dict | None = None) -> str:
     """The test database this process uses, for the processes a test starts. Under
     pytest-xdist each worker has its own (test_<name>_gw0, _gw1, ...), so a worker's
-    Celery and gunicorn processes see that worker's rows and no other's."""
-    db = connection.settings_dict
-    test_name = connection.creation._get_test_db_name()
-    assert db["NAME"] == test_name, f"on {db['NAME']}, not yet on the test database {test_name}"
+    Celery and gunicorn processes see that worker's rows and no other's.
+
+    It refuses a connection not yet moved to the test database: the test's processes
+    would write to the real one. Django renames NAME to the test database when it
+    creates it; TEST NAME, when set (pytest-xdist sets it per worker), is that name."""
+    db = connection.settings_dict if settings_dict is None else settings_dict
+    named = (db.get("TEST") or {}).get("NAME")
+    on_test = db["NAME"] == named if named else db["NAME"].startswith(TEST_DATABASE_PREFIX)
+    assert on_test, f"on {db['NAME']}, not yet on the test database {named or TEST_DATABASE_PREFIX + '...'}"
     credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
