@@ -107,7 +107,10 @@ class CappedCountPaginator(Paginator):
     def count(self) -> int:
         if not hasattr(self.object_list, "query"):
             return super().count
-        return self.object_list[: self.CAP + 1].count()
+        # Unordered: which rows are counted does not matter, and a count that had to
+        # follow the list's order walked the date index past every row a filter rejects
+        # (45 ms against 6 ms for the reviewer filter at 100k items).
+        return self.object_list.order_by()[: self.CAP + 1].count()
 
     @property
     def capped(self) -> bool:

@@ -42,6 +42,8 @@ def test_past_the_cap_the_list_says_more_than_and_never_counts_everything(
     assert "more than 5 review items" in response.content.decode()
     counts = [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all("LIMIT 6" in sql for sql in counts), counts
+    # In no order: a count that follows the list's order reads rows in that order.
+    assert not any("ORDER BY" in sql.upper() for sql in counts), counts
 
 
 def test_under_the_cap_the_list_gives_the_exact_count(client, superuser, items):
