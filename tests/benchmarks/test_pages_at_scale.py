@@ -10,9 +10,12 @@ items at both sizes: the reviewer's workspace overview, the item changelist (wit
 a filter and with each filter), an open item's review page, a busy item's timeline,
 the audit log (first page and filtered), the metrics answer and the metrics
 dashboard. Each figure is the median of HITL_BENCH_PAGE_ROUNDS (default 5) through
-Django's test client after a warm-up, with the queries it ran. The targets: the same
-number of queries at both sizes, and the time at the large size within 1.5× of 10k.
-It asserts only that each page answers 200, never a timing.
+Django's test client after a warm-up, with the queries it ran and, for a changelist,
+the rows on its page (a filter that matches a few items at 10k shows a full page at
+1M, and each row costs its rendering). The targets: the same number of queries at
+both sizes, and the time at the large size within 1.5× of 10k; for the metrics
+answer and dashboard, which aggregate every decision in their window, under 1 s at
+the large size. It asserts only that each page answers 200, never a timing.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def generate(items: int) -> float:
     return time.perf_counter() - started
 
 
-def measure(client: Client, url: str) -> tuple[float, int]:
+def measure(client: Client, url: str) -> tuple[float, int, int | None]:
     response = client.get(url)  # warm-up
     assert response.status_code == 200, (url, response.status_code, response.content[:300])
     times, queries = [], 0
@@ -62,7 +65,17 @@ def measure(client: Client, url: str) -> tuple[float, int]:
             times.append(time.perf_counter() - started)
         assert response.status_code == 200, url
         queries = len(captured.captured_queries)
-    return statistics.median(times) * 1000, queries
+    changelist = response.context.get("cl") if response.context else None
+    rows = len(changelist.result_list) if changelist is not None else None
+    return statistics.median(times) * 1000, queries, rows
+
+
+# Pages that aggregate every decision in their window: held to the metrics target.
+AGGREGATES = {"metrics answer (compliance)", "metrics dashboard"}
+
+
+def _rows(rows: int | None, unit: str = "", before: str = "") -> str:
+    return "" if rows is None else f"{before}{rows}{unit}"
 
 
 def people():
@@ -127,18 +140,21 @@ def test_pages_at_10k_and_at_scale():
         f"\npages at {SMALL:,} and {items:,} items (generated in {filled_small:.0f} s and "
         f"{filled_large:.0f} s more); median of {ROUNDS}:"
     )
-    print(f"{'page':<36}{'10k ms':>9}{'q':>5}{label + ' ms':>10}{'q':>5}{'ratio':>8}")
+    print(f"{'page':<36}{'10k ms':>9}{'q':>5}{'rows':>6}{label + ' ms':>10}{'q':>5}{'rows':>6}{'ratio':>8}")
     for name, _, _ in chosen:
-        (small_ms, small_q), (large_ms, large_q) = at_small[name], at_large[name]
+        (small_ms, small_q, small_rows), (large_ms, large_q, large_rows) = at_small[name], at_large[name]
         ratio = large_ms / small_ms
-        print(f"{name:<36}{small_ms:>9.0f}{small_q:>5}{large_ms:>10.0f}{large_q:>5}{ratio:>8.2f}")
-        record(
-            "Pages",
-            name,
-            f"10k {small_ms:.0f} ms, {small_q} q; {label} {large_ms:.0f} ms, {large_q} q (×{ratio:.2f})",
-            target="same queries, ≤ 1.5×",
-            met=small_q == large_q and ratio <= 1.5,
+        print(
+            f"{name:<36}{small_ms:>9.0f}{small_q:>5}{_rows(small_rows):>6}"
+            f"{large_ms:>10.0f}{large_q:>5}{_rows(large_rows):>6}{ratio:>8.2f}"
         )
+        small_text = f"10k {small_ms:.0f} ms, {small_q} q{_rows(small_rows, ' rows', ', ')}"
+        large_text = f"{label} {large_ms:.0f} ms, {large_q} q{_rows(large_rows, ' rows', ', ')}"
+        if name in AGGREGATES:
+            target, met = "same queries, < 1 s", small_q == large_q and large_ms < 1000
+        else:
+            target, met = "same queries, ≤ 1.5×", small_q == large_q and ratio <= 1.5
+        record("Pages", name, f"{small_text}; {large_text} (×{ratio:.2f})", target=target, met=met)
     rate = (large - SMALL) / filled_large
     record(
         "Load data",
