@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from io import StringIO
 
 import pytest
@@ -52,7 +53,18 @@ def generate(items: int) -> float:
     return time.perf_counter() - started
 
 
-def measure(client: Client, url: str) -> tuple[float, int, int | None]:
+@dataclass(frozen=True)
+class Reading:
+    ms: float
+    queries: int
+    rows: int | None  # the rows on a changelist's page; None for other pages
+
+    def describe(self, size: str) -> str:
+        rows = "" if self.rows is None else f", {self.rows} rows"
+        return f"{size} {self.ms:.0f} ms, {self.queries} q{rows}"
+
+
+def measure(client: Client, url: str) -> Reading:
     response = client.get(url)  # warm-up
     assert response.status_code == 200, (url, response.status_code, response.content[:300])
     times, queries = [], 0
@@ -67,15 +79,12 @@ def measure(client: Client, url: str) -> tuple[float, int, int | None]:
         queries = len(captured.captured_queries)
     changelist = response.context.get("cl") if response.context else None
     rows = len(changelist.result_list) if changelist is not None else None
-    return statistics.median(times) * 1000, queries, rows
+    return Reading(statistics.median(times) * 1000, queries, rows)
 
 
 # Pages that aggregate every decision in their window: held to the metrics target.
-AGGREGATES = {"metrics answer (compliance)", "metrics dashboard"}
-
-
-def _rows(rows: int | None, unit: str = "", before: str = "") -> str:
-    return "" if rows is None else f"{before}{rows}{unit}"
+METRICS_ANSWER, METRICS_DASHBOARD = "metrics answer (compliance)", "metrics dashboard"
+AGGREGATES = {METRICS_ANSWER, METRICS_DASHBOARD}
 
 
 def people():
@@ -112,8 +121,8 @@ def pages(superuser, compliance, reviewer, queue) -> list[tuple[str, object, str
         ("timeline", compliance, reverse("admin:reviews_reviewitem_timeline", args=[busy.pk])),
         ("audit log", compliance, reverse("admin:audit_log")),
         ("audit log ?actor", compliance, f"{reverse('admin:audit_log')}?actor={reviewer.username}"),
-        ("metrics answer (compliance)", compliance, "/api/v1/metrics/"),
-        ("metrics dashboard", compliance, reverse("admin:metrics_dashboard")),
+        (METRICS_ANSWER, compliance, "/api/v1/metrics/"),
+        (METRICS_DASHBOARD, compliance, reverse("admin:metrics_dashboard")),
     ]
 
 
@@ -142,19 +151,20 @@ def test_pages_at_10k_and_at_scale():
     )
     print(f"{'page':<36}{'10k ms':>9}{'q':>5}{'rows':>6}{label + ' ms':>10}{'q':>5}{'rows':>6}{'ratio':>8}")
     for name, _, _ in chosen:
-        (small_ms, small_q, small_rows), (large_ms, large_q, large_rows) = at_small[name], at_large[name]
-        ratio = large_ms / small_ms
+        before, after = at_small[name], at_large[name]
+        ratio = after.ms / before.ms
+        shown = ["" if r.rows is None else r.rows for r in (before, after)]
         print(
-            f"{name:<36}{small_ms:>9.0f}{small_q:>5}{_rows(small_rows):>6}"
-            f"{large_ms:>10.0f}{large_q:>5}{_rows(large_rows):>6}{ratio:>8.2f}"
+            f"{name:<36}{before.ms:>9.0f}{before.queries:>5}{shown[0]:>6}"
+            f"{after.ms:>10.0f}{after.queries:>5}{shown[1]:>6}{ratio:>8.2f}"
         )
-        small_text = f"10k {small_ms:.0f} ms, {small_q} q{_rows(small_rows, ' rows', ', ')}"
-        large_text = f"{label} {large_ms:.0f} ms, {large_q} q{_rows(large_rows, ' rows', ', ')}"
+        same_queries = before.queries == after.queries
         if name in AGGREGATES:
-            target, met = "same queries, < 1 s", small_q == large_q and large_ms < 1000
+            target, met = "same queries, < 1 s", same_queries and after.ms < 1000
         else:
-            target, met = "same queries, ≤ 1.5×", small_q == large_q and ratio <= 1.5
-        record("Pages", name, f"{small_text}; {large_text} (×{ratio:.2f})", target=target, met=met)
+            target, met = "same queries, ≤ 1.5×", same_queries and ratio <= 1.5
+        value = f"{before.describe('10k')}; {after.describe(label)} (×{ratio:.2f})"
+        record("Pages", name, value, target=target, met=met)
     rate = (large - SMALL) / filled_large
     record(
         "Load data",
